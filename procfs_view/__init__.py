@@ -1,0 +1,3 @@
+"""procfs-view: per-container /proc and /sys views served over FUSE (an LXCFS replacement)."""
+
+__version__ = "0.1.0"

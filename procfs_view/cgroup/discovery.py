@@ -1,0 +1,269 @@
+"""Find the cgroup hierarchies (v1, v2, hybrid) and map a pid to its cgroup in each.
+
+Hierarchies come from ``<proc>/self/mountinfo`` (see proc(5), "mountinfo"): every
+``cgroup`` mount is a v1 hierarchy whose super options name its controllers (possibly
+co-mounted, e.g. ``cpu,cpuacct``); a ``cgroup2`` mount is the unified hierarchy, whose
+usable controllers are listed in its root ``cgroup.controllers``. A hybrid host has both.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from procfs_view.errors import CgroupDataError, ProcessGone
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+#: v1 super options that are mount flags, not controller names.
+_V1_NON_CONTROLLER_OPTIONS = frozenset(
+    {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mode", "favordynmods"}
+)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy.
+
+    ``mount_root`` is the path inside the cgroup filesystem that is mounted at
+    ``mount_point`` (``/`` normally; a sub-path for a bind mount or a cgroup namespace).
+    """
+
+    version: int
+    mount_point: Path
+    controllers: frozenset[str]
+    mount_root: str = "/"
+
+    def directory(self, cgroup_path: str) -> Path:
+        """Host directory of ``cgroup_path`` (as written in /proc/<pid>/cgroup)."""
+        relative = PurePosixPath(cgroup_path)
+        root = PurePosixPath(self.mount_root)
+        if root != PurePosixPath("/"):
+            try:
+                relative = relative.relative_to(root)
+            except ValueError:
+                # Outside what is mounted here: we cannot see it, never guess another dir.
+                raise CgroupDataError(
+                    f"cgroup {cgroup_path} lies outside the mount of {self.mount_point}"
+                ) from None
+        parts = [p for p in relative.parts if p not in ("/", "")]
+        if ".." in parts:
+            raise CgroupDataError(f"cgroup {cgroup_path} lies outside our cgroup namespace")
+        return self.mount_point.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """All hierarchies of the host, and which one serves each controller."""
+
+    v1: tuple[Hierarchy, ...] = ()
+    unified: Hierarchy | None = None
+
+    @property
+    def kind(self) -> str:
+        """``v1``, ``v2``, ``hybrid`` or ``none`` — for logs and ``show``."""
+        if self.v1 and self.unified is not None:
+            return "hybrid"
+        if self.v1:
+            return "v1"
+        return "v2" if self.unified is not None else "none"
+
+    def hierarchy_for(self, controller: str) -> Hierarchy | None:
+        """The hierarchy that owns ``controller``; v1 wins on a hybrid host, as the kernel binds
+        a controller to at most one hierarchy and v1 takes it first."""
+        for hierarchy in self.v1:
+            if controller in hierarchy.controllers:
+                return hierarchy
+        if self.unified is not None and controller in self.unified.controllers:
+            return self.unified
+        return None
+
+
+@dataclass(frozen=True)
+class CgroupMembership:
+    """A process's cgroup per v1 controller, and its unified (v2) cgroup if any."""
+
+    pid: int
+    v1: dict[str, str] = field(default_factory=dict)
+    unified: str | None = None
+
+    def path_in(self, hierarchy: Hierarchy) -> str | None:
+        """The cgroup path of this process within ``hierarchy``."""
+        if hierarchy.version == 2:
+            return self.unified
+        for controller in hierarchy.controllers:
+            if controller in self.v1:
+                return self.v1[controller]
+        return None
+
+
+def _unescape_mountinfo(text: str) -> str:
+    """mountinfo octal-escapes space, tab, newline and backslash in paths."""
+    if "\\" not in text:
+        return text
+    return (
+        text.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+    )
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str, str, frozenset[str]]]:
+    """Return ``(fstype, mount_root, mount_point, super_options)`` for each cgroup mount.
+
+    Lines look like ``32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu``;
+    optional fields sit between the mount options and the ``-`` separator.
+    """
+    mounts: list[tuple[str, str, str, frozenset[str]]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        try:
+            separator = fields.index("-")
+        except ValueError:
+            continue
+        if separator < 5 or len(fields) < separator + 4:
+            continue
+        fstype = fields[separator + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        options = frozenset(fields[separator + 3].split(","))
+        mounts.append(
+            (fstype, _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4]), options)
+        )
+    return mounts
+
+
+def _rebase(mount_point: str, cgroup_root: Path) -> Path:
+    """Point a mount under the default /sys/fs/cgroup at an injected root (fixture trees)."""
+    path = Path(mount_point)
+    if cgroup_root == DEFAULT_CGROUP_ROOT:
+        return path
+    try:
+        return cgroup_root / path.relative_to(DEFAULT_CGROUP_ROOT)
+    except ValueError:
+        return path
+
+
+def _read_controllers(directory: Path) -> frozenset[str]:
+    try:
+        return frozenset((directory / "cgroup.controllers").read_text().split())
+    except OSError:
+        return frozenset()
+
+
+def layout_from_mounts(
+    mounts: list[tuple[str, str, str, frozenset[str]]], cgroup_root: Path = DEFAULT_CGROUP_ROOT
+) -> CgroupLayout:
+    """Build the layout from parsed mountinfo entries (first mount of each hierarchy wins)."""
+    v1: list[Hierarchy] = []
+    unified: Hierarchy | None = None
+    seen_controllers: set[frozenset[str]] = set()
+    for fstype, mount_root, mount_point, options in mounts:
+        where = _rebase(mount_point, cgroup_root)
+        if fstype == "cgroup2":
+            if unified is None:
+                unified = Hierarchy(2, where, _read_controllers(where), mount_root)
+            continue
+        controllers = frozenset(
+            option for option in options if option not in _V1_NON_CONTROLLER_OPTIONS
+        )
+        if controllers and controllers not in seen_controllers:
+            seen_controllers.add(controllers)
+            v1.append(Hierarchy(1, where, controllers, mount_root))
+    return CgroupLayout(tuple(v1), unified)
+
+
+def layout_from_directory(cgroup_root: Path) -> CgroupLayout:
+    """Infer the layout from a directory tree alone (fixture trees without a mountinfo).
+
+    A root holding ``cgroup.controllers`` is pure v2; otherwise each sub-directory is a v1
+    hierarchy named by its controllers (``memory``, ``cpu,cpuacct``), and one holding
+    ``cgroup.controllers`` (conventionally ``unified``) is the v2 part of a hybrid host.
+    """
+    if (cgroup_root / "cgroup.controllers").exists():
+        return CgroupLayout((), Hierarchy(2, cgroup_root, _read_controllers(cgroup_root)))
+    v1: list[Hierarchy] = []
+    unified: Hierarchy | None = None
+    try:
+        entries = sorted(cgroup_root.iterdir())
+    except OSError:
+        return CgroupLayout()
+    for entry in entries:
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        if (entry / "cgroup.controllers").exists():
+            unified = Hierarchy(2, entry, _read_controllers(entry))
+        else:
+            names = frozenset(entry.name.split(","))
+            v1.append(Hierarchy(1, entry, names))
+    return CgroupLayout(tuple(v1), unified)
+
+
+def discover_layout(
+    proc_root: Path = Path("/proc"), cgroup_root: Path = DEFAULT_CGROUP_ROOT
+) -> CgroupLayout:
+    """Discover the hierarchies visible to this daemon.
+
+    Uses ``<proc_root>/self/mountinfo``; mount points under /sys/fs/cgroup are re-based onto
+    ``cgroup_root`` so tests can point us at a fixture tree. Falls back to inspecting
+    ``cgroup_root`` when the mountinfo names no cgroup mount.
+    """
+    try:
+        text = (proc_root / "self" / "mountinfo").read_text()
+    except OSError:
+        text = ""
+    layout = layout_from_mounts(parse_mountinfo(text), cgroup_root)
+    if layout.kind == "none":
+        layout = layout_from_directory(cgroup_root)
+    log.debug("cgroup layout: %s %s", layout.kind, layout)
+    return layout
+
+
+def _prune_init_scope(path: str) -> str:
+    """systemd puts a container's init in ``<container>/init.scope``; the container is the
+    parent (LXCFS does the same pruning)."""
+    if path.endswith("/init.scope"):
+        pruned = path.removesuffix("/init.scope")
+        return pruned or "/"
+    return path
+
+
+def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
+    """Parse ``/proc/<pid>/cgroup``: ``id:controllers:path`` per line (v1), ``0::path`` (v2)."""
+    v1: dict[str, str] = {}
+    unified: str | None = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3 or not parts[2].startswith("/"):
+            continue
+        hierarchy_id, controllers, path = parts
+        path = _prune_init_scope(path)
+        if hierarchy_id == "0" and controllers == "":
+            unified = path
+            continue
+        for controller in controllers.split(","):
+            if controller:
+                v1[controller] = path
+    return CgroupMembership(pid, v1, unified)
+
+
+def read_membership(pid: int, proc_root: Path = Path("/proc")) -> CgroupMembership:
+    """Read the cgroups of ``pid``.
+
+    Raises:
+        ProcessGone: the pid does not exist (it exited before or during the read).
+    """
+    try:
+        text = (proc_root / str(pid) / "cgroup").read_text()
+    except FileNotFoundError:
+        raise ProcessGone(pid) from None
+    except OSError as error:
+        if error.errno in (errno.ESRCH, errno.ENOENT):
+            raise ProcessGone(pid) from None
+        raise
+    return parse_proc_cgroup(pid, text)

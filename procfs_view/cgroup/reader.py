@@ -1,0 +1,440 @@
+"""Read a process's cgroups into typed records, hiding every v1/v2 file-name difference.
+
+References: Documentation/admin-guide/cgroup-v1/{memory,cpuacct,cpusets,blkio-controller}.rst
+and Documentation/admin-guide/cgroup-v2.rst in the kernel tree.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from procfs_view.cgroup.discovery import CgroupLayout, CgroupMembership, Hierarchy
+from procfs_view.cgroup.records import (
+    CpuQuota,
+    CpuTimes,
+    CpuUsage,
+    IoCounters,
+    IoRecord,
+    MemoryRecord,
+    MemoryStat,
+    SwapRecord,
+)
+from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
+from procfs_view.parsers import (
+    parse_blkio_recursive,
+    parse_cpu_list,
+    parse_flat_keyed,
+    parse_int,
+    parse_limit,
+    parse_nested_keyed,
+    parse_usage_all,
+    parse_usage_percpu,
+)
+
+PRESSURE_RESOURCES = ("cpu", "io", "memory")
+
+
+@dataclass(frozen=True)
+class CgroupDir:
+    """One cgroup directory in one hierarchy, with the reads every controller needs."""
+
+    hierarchy: Hierarchy
+    path: Path
+
+    @property
+    def version(self) -> int:
+        return self.hierarchy.version
+
+    @property
+    def is_root(self) -> bool:
+        """True for the hierarchy's root: the host itself, not a container."""
+        return self.path == self.hierarchy.mount_point
+
+    def lineage(self) -> Iterator[Path]:
+        """This directory, then each ancestor up to and including the hierarchy root."""
+        path = self.path
+        yield path
+        while path != self.hierarchy.mount_point and path.parent != path:
+            path = path.parent
+            yield path
+
+    def read(self, name: str) -> str:
+        """Read ``name`` in this cgroup.
+
+        Raises:
+            CgroupUnavailable: missing file, cgroup removed (ENOENT/ENODEV), unreadable.
+        """
+        return _read(self.path / name)
+
+    def read_optional(self, name: str) -> str | None:
+        """Read ``name`` or return None when this kernel/controller does not provide it."""
+        try:
+            return _read(self.path / name)
+        except CgroupUnavailable:
+            if not self.path.is_dir():
+                raise
+            return None
+
+    def min_over_lineage(self, name: str) -> int | None:
+        """The smallest limit in this cgroup and its ancestors (a parent's limit binds its
+        children). Ancestors lacking the file (the v2 root) are skipped."""
+        tightest: int | None = None
+        for index, path in enumerate(self.lineage()):
+            try:
+                text = _read(path / name)
+            except CgroupUnavailable:
+                if index == 0:
+                    raise
+                continue
+            value = parse_limit(text, str(path / name))
+            if value is not None and (tightest is None or value < tightest):
+                tightest = value
+        return tightest
+
+
+def _read(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(1 << 20)
+    except OSError as error:
+        reason = errno.errorcode.get(error.errno or 0, str(error.errno))
+        raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise CgroupDataError(f"{path}: not ASCII text") from None
+
+
+_V1_MEMORY_STAT_KEYS = {
+    "anon": "total_rss",
+    "file": "total_cache",
+    "shmem": "total_shmem",
+    "mapped": "total_mapped_file",
+    "anon_thp": "total_rss_huge",
+    "active_anon": "total_active_anon",
+    "inactive_anon": "total_inactive_anon",
+    "active_file": "total_active_file",
+    "inactive_file": "total_inactive_file",
+    "unevictable": "total_unevictable",
+    "dirty": "total_dirty",
+    "writeback": "total_writeback",
+}
+_V2_MEMORY_STAT_KEYS = {
+    "anon": "anon",
+    "file": "file",
+    "shmem": "shmem",
+    "mapped": "file_mapped",
+    "anon_thp": "anon_thp",
+    "active_anon": "active_anon",
+    "inactive_anon": "inactive_anon",
+    "active_file": "active_file",
+    "inactive_file": "inactive_file",
+    "unevictable": "unevictable",
+    "dirty": "file_dirty",
+    "writeback": "file_writeback",
+}
+# Present only on some kernels; None when absent so the view can tell "unknown" from zero.
+_V2_OPTIONAL_KEYS = {
+    "slab_reclaimable": "slab_reclaimable",
+    "slab_unreclaimable": "slab_unreclaimable",
+    "shmem_thp": "shmem_thp",
+    "kernel_stack": "kernel_stack",
+    "pagetables": "pagetables",
+    "percpu": "percpu",
+}
+
+
+def memory_stat_from(values: dict[str, int], version: int) -> MemoryStat:
+    """Reconcile memory.stat keys: v1 ``total_*`` (hierarchical) vs v2 unprefixed.
+
+    Exact key matches only: LXCFS's prefix matching made ``total_rss_huge`` swallow into
+    ``total_rss`` and left AnonHugePages (and v2 Mapped) at 0.
+    """
+    keys = _V1_MEMORY_STAT_KEYS if version == 1 else _V2_MEMORY_STAT_KEYS
+    fields: dict[str, int | None] = {
+        field: max(0, values.get(key, 0)) for field, key in keys.items()
+    }
+    for field, key in _V2_OPTIONAL_KEYS.items():
+        raw = values.get(key if version == 2 else f"total_{key}")
+        fields[field] = None if raw is None else max(0, raw)
+    return MemoryStat(**fields)  # type: ignore[arg-type]
+
+
+def _cfs_v1_quota(directory: Path) -> float | None:
+    quota = parse_int(_read(directory / "cpu.cfs_quota_us"), "cpu.cfs_quota_us")
+    if quota <= 0:  # -1 = no quota
+        return None
+    period = parse_int(_read(directory / "cpu.cfs_period_us"), "cpu.cfs_period_us")
+    if period <= 0:
+        raise CgroupDataError(f"{directory}/cpu.cfs_period_us: period {period}")
+    return quota / period
+
+
+def _cfs_v2_quota(text: str, what: str) -> float | None:
+    """``cpu.max`` is ``$MAX $PERIOD`` where $MAX may be ``max``."""
+    parts = text.split()
+    if not parts or len(parts) > 2:
+        raise CgroupDataError(f"{what}: expected '$MAX $PERIOD', got {text[:40]!r}")
+    if parts[0] == "max":
+        return None
+    quota = parse_int(parts[0], what)
+    period = parse_int(parts[1], what) if len(parts) == 2 else 100000
+    if quota <= 0 or period <= 0:
+        raise CgroupDataError(f"{what}: bad bandwidth {text.strip()!r}")
+    return quota / period
+
+
+class CgroupReader:
+    """Answers semantic questions about a process's cgroups (memory limit, cpuset, ...)."""
+
+    def __init__(self, layout: CgroupLayout) -> None:
+        self.layout = layout
+
+    # -- locating ---------------------------------------------------------------------------
+
+    def locate(self, membership: CgroupMembership, controller: str) -> CgroupDir:
+        """The directory of the process's cgroup for ``controller``.
+
+        Raises:
+            CgroupUnavailable: no hierarchy has this controller, or the process is not in it.
+        """
+        hierarchy = self.layout.hierarchy_for(controller)
+        if hierarchy is None:
+            raise CgroupUnavailable(f"no cgroup hierarchy provides {controller}")
+        return self._locate_in(membership, hierarchy, controller)
+
+    def _locate_in(
+        self, membership: CgroupMembership, hierarchy: Hierarchy, what: str
+    ) -> CgroupDir:
+        path = membership.path_in(hierarchy)
+        if path is None:
+            raise CgroupUnavailable(f"pid {membership.pid} has no {what} cgroup")
+        return CgroupDir(hierarchy, hierarchy.directory(path))
+
+    def locate_unified(self, membership: CgroupMembership) -> CgroupDir | None:
+        """The process's v2 cgroup, if there is a unified hierarchy."""
+        if self.layout.unified is None or membership.unified is None:
+            return None
+        return self._locate_in(membership, self.layout.unified, "unified")
+
+    def _container(self, membership: CgroupMembership, controller: str) -> CgroupDir:
+        """Like ``locate`` but a process in the root cgroup is the host: serve host files."""
+        directory = self.locate(membership, controller)
+        if directory.is_root:
+            raise ServeHost(f"pid {membership.pid} is in the root {controller} cgroup")
+        return directory
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def memory(self, membership: CgroupMembership) -> MemoryRecord:
+        """Limit, usage, memory.stat and swap of the process's memory cgroup."""
+        directory = self._container(membership, "memory")
+        v1 = directory.version == 1
+        limit = directory.min_over_lineage("memory.limit_in_bytes" if v1 else "memory.max")
+        usage = parse_int(
+            directory.read("memory.usage_in_bytes" if v1 else "memory.current"), "usage"
+        )
+        stat_text = directory.read_optional("memory.stat")
+        stat = (
+            memory_stat_from(parse_flat_keyed(stat_text, "memory.stat"), directory.version)
+            if stat_text is not None
+            else MemoryStat()
+        )
+        swap = self._swap_v1(directory, limit, usage) if v1 else self._swap_v2(directory)
+        return MemoryRecord(
+            limit=limit,
+            usage=max(0, usage),
+            stat=stat,
+            swap=swap,
+        )
+
+    def _swap_v1(
+        self, directory: CgroupDir, memory_limit: int | None, usage: int
+    ) -> SwapRecord | None:
+        """v1 accounts memory+swap together (memsw); swap = memsw - memory."""
+        memsw_usage_text = directory.read_optional("memory.memsw.usage_in_bytes")
+        if memsw_usage_text is None:  # swap accounting off (swapaccount=0)
+            return None
+        memsw_limit = directory.min_over_lineage("memory.memsw.limit_in_bytes")
+        swap_limit = (
+            None
+            if memsw_limit is None or memory_limit is None
+            else max(0, memsw_limit - memory_limit)
+        )
+        swap_usage = max(0, parse_int(memsw_usage_text, "memsw usage") - usage)
+        swappiness_text = directory.read_optional("memory.swappiness")
+        swappiness = 60 if swappiness_text is None else parse_int(swappiness_text, "swappiness")
+        return SwapRecord(swap_limit, swap_usage, swappiness)
+
+    def _swap_v2(self, directory: CgroupDir) -> SwapRecord | None:
+        current = directory.read_optional("memory.swap.current")
+        if current is None:
+            return None
+        limit = directory.min_over_lineage("memory.swap.max")
+        return SwapRecord(
+            None if limit is None else int(limit), max(0, parse_int(current, "swap.current"))
+        )
+
+    # -- CPU --------------------------------------------------------------------------------
+
+    def cpuset(self, membership: CgroupMembership) -> tuple[int, ...] | None:
+        """CPUs the process may run on; None when no hierarchy has the cpuset controller.
+
+        ``cpuset.cpus`` may be empty (v2: "inherit"); then the effective list, and failing
+        that the nearest ancestor with a non-empty list, says what applies.
+        """
+        try:
+            directory = self.locate(membership, "cpuset")
+        except CgroupUnavailable:
+            if self.layout.hierarchy_for("cpuset") is None:
+                return None
+            raise
+        effective = "cpuset.effective_cpus" if directory.version == 1 else "cpuset.cpus.effective"
+        for path in directory.lineage():
+            for name in ("cpuset.cpus", effective):
+                try:
+                    text = _read(path / name)
+                except CgroupUnavailable:
+                    if path == directory.path and not path.is_dir():
+                        raise
+                    continue
+                if text.strip():
+                    return parse_cpu_list(text, str(path / name))
+        return None
+
+    def cpu_quota(self, membership: CgroupMembership) -> CpuQuota:
+        """min(quota/period) over the cgroup and its ancestors. Never shares/weight: they
+        are relative and say nothing about how many CPUs a container may use (LXCFS #600)."""
+        try:
+            directory = self.locate(membership, "cpu")
+        except CgroupUnavailable:
+            if self.layout.hierarchy_for("cpu") is None:
+                return CpuQuota(None)
+            raise
+        tightest: float | None = None
+        for index, path in enumerate(directory.lineage()):
+            try:
+                if directory.version == 1:
+                    value = _cfs_v1_quota(path)
+                else:
+                    value = _cfs_v2_quota(_read(path / "cpu.max"), str(path / "cpu.max"))
+            except CgroupUnavailable:
+                if index == 0 and not path.is_dir():
+                    raise
+                continue
+            if value is not None and (tightest is None or value < tightest):
+                tightest = value
+        return CpuQuota(tightest)
+
+    def cpu_usage(self, membership: CgroupMembership) -> CpuUsage:
+        """CPU time used by the cgroup: v1 cpuacct per CPU, v2 cpu.stat totals."""
+        if self.layout.hierarchy_for("cpuacct") is not None:
+            directory = self._container(membership, "cpuacct")
+            return self._cpuacct_usage(directory)
+        unified = self.locate_unified(membership)
+        if unified is None:
+            raise CgroupUnavailable("no cpuacct hierarchy and no unified hierarchy")
+        if unified.is_root:
+            raise ServeHost(f"pid {membership.pid} is in the root cgroup")
+        stat = parse_flat_keyed(unified.read("cpu.stat"), "cpu.stat")
+        try:
+            usage_usec = stat["usage_usec"]
+        except KeyError:
+            raise CgroupDataError("cpu.stat: no usage_usec") from None
+        user = stat.get("user_usec", usage_usec) * 1000
+        system = stat.get("system_usec", 0) * 1000
+        return CpuUsage(CpuTimes(max(0, user), max(0, system)))
+
+    @staticmethod
+    def _cpuacct_usage(directory: CgroupDir) -> CpuUsage:
+        usage_all = directory.read_optional("cpuacct.usage_all")
+        per_cpu: dict[int, CpuTimes]
+        if usage_all is not None:
+            rows = parse_usage_all(usage_all, "cpuacct.usage_all")
+            per_cpu = {cpu: CpuTimes(max(0, u), max(0, s)) for cpu, (u, s) in rows.items()}
+        else:  # kernels before 4.7 have only the per-CPU total
+            totals = parse_usage_percpu(directory.read("cpuacct.usage_percpu"), "usage_percpu")
+            per_cpu = {cpu: CpuTimes(max(0, ns), 0) for cpu, ns in totals.items()}
+        total = CpuTimes(
+            sum(t.user for t in per_cpu.values()), sum(t.system for t in per_cpu.values())
+        )
+        return CpuUsage(total, per_cpu)
+
+    # -- block I/O --------------------------------------------------------------------------
+
+    def io(self, membership: CgroupMembership) -> IoRecord:
+        """Per-device I/O counters of the cgroup (and its descendants)."""
+        hierarchy = self.layout.hierarchy_for("blkio")
+        if hierarchy is not None:
+            return self._blkio_v1(self._container(membership, "blkio"))
+        directory = self._container(membership, "io")
+        devices = parse_nested_keyed(directory.read("io.stat"), "io.stat")
+        return IoRecord(
+            {
+                device: IoCounters(
+                    read_ios=c.get("rios", 0),
+                    write_ios=c.get("wios", 0),
+                    discard_ios=c.get("dios", 0),
+                    read_bytes=c.get("rbytes", 0),
+                    write_bytes=c.get("wbytes", 0),
+                    discard_bytes=c.get("dbytes", 0),
+                )
+                for device, c in devices.items()
+            }
+        )
+
+    @staticmethod
+    def _blkio_v1(directory: CgroupDir) -> IoRecord:
+        """CFQ-era ``blkio.io_*_recursive`` when present (kernels < 5.0), else the throttle
+        layer's ``blkio.throttle.io_*_recursive``, which modern kernels fill for all I/O.
+        LXCFS reads only the former and serves the host file on current kernels."""
+
+        def table(name: str) -> dict[tuple[int, int], dict[str, int]]:
+            text = directory.read_optional(name)
+            return {} if text is None else parse_blkio_recursive(text, name)
+
+        serviced = table("blkio.io_serviced_recursive")
+        prefix = "blkio."
+        if not serviced:
+            prefix = "blkio.throttle."
+            serviced = table("blkio.throttle.io_serviced_recursive")
+        service_bytes = table(f"{prefix}io_service_bytes_recursive")
+        merged = table("blkio.io_merged_recursive")
+        wait = table("blkio.io_wait_time_recursive")
+        service_time = table("blkio.io_service_time_recursive")
+        devices: dict[tuple[int, int], IoCounters] = {}
+        for device in set(serviced) | set(service_bytes):
+            ios = serviced.get(device, {})
+            size = service_bytes.get(device, {})
+            merges = merged.get(device, {})
+            waits = wait.get(device, {})
+            services = service_time.get(device, {})
+            ns_per_ms = 1_000_000
+            devices[device] = IoCounters(
+                read_ios=ios.get("Read", 0),
+                write_ios=ios.get("Write", 0),
+                discard_ios=ios.get("Discard", 0),
+                read_bytes=size.get("Read", 0),
+                write_bytes=size.get("Write", 0),
+                discard_bytes=size.get("Discard", 0),
+                read_merged=merges.get("Read", 0),
+                write_merged=merges.get("Write", 0),
+                read_time_ms=(waits.get("Read", 0) + services.get("Read", 0)) // ns_per_ms,
+                write_time_ms=(waits.get("Write", 0) + services.get("Write", 0)) // ns_per_ms,
+                service_time_ms=services.get("Total", 0) // ns_per_ms,
+            )
+        return IoRecord(devices)
+
+    # -- pressure ---------------------------------------------------------------------------
+
+    def pressure(self, membership: CgroupMembership, resource: str) -> bytes:
+        """The cgroup's ``<resource>.pressure`` (v2 PSI); v1 has none, so the host's."""
+        if resource not in PRESSURE_RESOURCES:
+            raise CgroupDataError(f"unknown pressure resource {resource!r}")
+        unified = self.locate_unified(membership)
+        if unified is None or unified.is_root:
+            raise ServeHost("no v2 cgroup: pressure is the host's")
+        return unified.read(f"{resource}.pressure").encode()

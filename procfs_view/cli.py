@@ -1,0 +1,150 @@
+"""Command line: the daemon (LXCFS-compatible flags) and the ``show`` debugging command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from procfs_view import __version__
+from procfs_view.errors import ProcessGone, ProcfsViewError, ServeHost
+from procfs_view.options import ViewOptions
+from procfs_view.registry import SERVED_FILES, resolve
+
+DEFAULT_MOUNTPOINT = Path("/var/lib/lxcfs")
+
+
+def _add_view_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l", "--enable-loadavg", action="store_true", help="per-container /proc/loadavg"
+    )
+    parser.add_argument(
+        "-u", "--disable-swap", action="store_true", help="show no swap in meminfo and swaps"
+    )
+    parser.add_argument(
+        "--enable-cfs",
+        action="store_true",
+        help="CPU view: show ceil(quota/period) CPUs in cpuinfo, stat and cpu/online",
+    )
+
+
+def _view_options(args: argparse.Namespace) -> ViewOptions:
+    return ViewOptions(
+        swap=not args.disable_swap, cpu_view=args.enable_cfs, loadavg=args.enable_loadavg
+    )
+
+
+def _show_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procfs-view show",
+        description="Print what the container holding PID reads for each FILE.",
+    )
+    parser.add_argument("--pid", type=int, default=None, help="caller pid (default: this one)")
+    parser.add_argument("--proc-root", type=Path, default=Path("/proc"))
+    parser.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"))
+    parser.add_argument("--sys-root", type=Path, default=Path("/sys"))
+    _add_view_flags(parser)
+    parser.add_argument("files", nargs="+", metavar="FILE", help="e.g. meminfo, cpu/online")
+    return parser
+
+
+def show(argv: Sequence[str]) -> int:
+    """``procfs-view show``: the debugging tool operators use, and what tests drive."""
+    from procfs_view.service import Roots, ViewService
+
+    args = _show_parser().parse_args(argv)
+    served = []
+    for name in args.files:
+        found = resolve(name)
+        if found is None:
+            known = ", ".join(s.path for s in SERVED_FILES)
+            print(f"procfs-view show: unknown file {name!r}; known: {known}", file=sys.stderr)
+            return 2
+        served.append(found)
+    pid = args.pid if args.pid is not None else os.getpid()
+    service = ViewService(
+        Roots(args.proc_root, args.cgroup_root, args.sys_root), _view_options(args)
+    )
+    for entry in served:
+        try:
+            content = service.render(entry.path, pid)
+        except ProcessGone as error:
+            print(f"procfs-view show: {error}", file=sys.stderr)
+            return 1
+        except ServeHost:
+            content = service.host_content(entry.path)
+        except ProcfsViewError as error:
+            print(
+                f"procfs-view show: {entry.path}: {error}; the host file is served", file=sys.stderr
+            )
+            content = service.host_content(entry.path)
+        try:
+            sys.stdout.buffer.write(content)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `show ... | head`
+            return 0
+    return 0
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procfs-view",
+        description=(
+            "Serve per-container /proc and /sys files over FUSE (LXCFS-compatible). "
+            "Subcommand: 'procfs-view show [--pid PID] FILE...'."
+        ),
+    )
+    parser.add_argument("mountpoint", nargs="?", type=Path, default=DEFAULT_MOUNTPOINT)
+    _add_view_flags(parser)
+    parser.add_argument("-p", "--pidfile", type=Path, default=None)
+    parser.add_argument("--runtime-dir", type=Path, default=Path("/run"))
+    parser.add_argument(
+        "-o", dest="fuse_options", action="append", default=[], help="extra FUSE mount options"
+    )
+    parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-f",
+        "--foreground",
+        action="store_true",
+        help="accepted for LXCFS compatibility; "
+        "procfs-view always stays in the foreground (let systemd or the container runtime "
+        "supervise it)",
+    )
+    parser.add_argument("--proc-root", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--sys-root", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"procfs-view {__version__}")
+    return parser
+
+
+def run_daemon(argv: Sequence[str]) -> int:
+    from procfs_view import daemon
+    from procfs_view.logsetup import setup_logging
+    from procfs_view.service import Roots
+
+    args = _daemon_parser().parse_args(argv)
+    setup_logging(args.debug)
+    fuse_options = tuple(
+        option for group in args.fuse_options for option in group.split(",") if option
+    )
+    config = daemon.DaemonConfig(
+        mountpoint=args.mountpoint,
+        options=_view_options(args),
+        pidfile=args.pidfile or args.runtime_dir / "procfs-view.pid",
+        runtime_dir=args.runtime_dir,
+        fuse_options=fuse_options,
+        debug=args.debug,
+        roots=Roots(args.proc_root, args.cgroup_root, args.sys_root),
+    )
+    return daemon.run(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["show"]:
+        return show(arguments[1:])
+    return run_daemon(arguments)

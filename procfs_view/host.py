@@ -1,0 +1,220 @@
+"""Read the host's /proc and /sys into typed records, from injectable roots.
+
+The pure ``parse_*`` functions take file text and raise ``CgroupDataError`` (the
+"unparsable input" error of this package) on a shape they do not know; ``HostReader`` does
+the I/O. psutil is not used for these: it reads a process-global ``PROCFS_PATH``, so it
+cannot be pointed at a per-test fixture tree, and it does not keep the raw lines the views
+must copy through unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.parsers import parse_cpu_list
+
+
+@dataclass(frozen=True)
+class MeminfoEntry:
+    """One ``Key:   value [kB]`` line of /proc/meminfo; ``unit`` is ``kB`` or empty."""
+
+    key: str
+    value: int
+    unit: str
+
+
+@dataclass(frozen=True)
+class HostMeminfo:
+    entries: tuple[MeminfoEntry, ...]
+
+    def kb(self, key: str, default: int = 0) -> int:
+        for entry in self.entries:
+            if entry.key == key:
+                return entry.value
+        return default
+
+
+def parse_meminfo(text: str) -> HostMeminfo:
+    """Split each line on its first ``:`` (some kernels omit the space after it)."""
+    entries: list[MeminfoEntry] = []
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        parts = rest.split()
+        if not parts:
+            continue
+        try:
+            value = int(parts[0])
+        except ValueError:
+            continue
+        entries.append(MeminfoEntry(key.strip(), value, parts[1] if len(parts) > 1 else ""))
+    if not any(entry.key == "MemTotal" for entry in entries):
+        raise CgroupDataError("meminfo: no MemTotal line")
+    return HostMeminfo(tuple(entries))
+
+
+@dataclass(frozen=True)
+class CpuLine:
+    """A ``cpu``/``cpuN`` line of /proc/stat: the name (``cpu`` or ``cpu3``) and its tick
+    counters (user nice system idle iowait irq softirq steal guest guest_nice; older kernels
+    have fewer)."""
+
+    name: str
+    ticks: tuple[int, ...]
+
+    @property
+    def number(self) -> int | None:
+        suffix = self.name[3:]
+        return int(suffix) if suffix else None
+
+
+@dataclass(frozen=True)
+class HostStat:
+    """/proc/stat: the aggregate line, per-CPU lines, and every other line verbatim."""
+
+    total: CpuLine
+    per_cpu: tuple[CpuLine, ...]
+    other_lines: tuple[str, ...]
+
+    def cpu(self, number: int) -> CpuLine | None:
+        for line in self.per_cpu:
+            if line.number == number:
+                return line
+        return None
+
+
+def parse_stat(text: str) -> HostStat:
+    total: CpuLine | None = None
+    per_cpu: list[CpuLine] = []
+    other: list[str] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            name = parts[0]
+            if name != "cpu" and not name[3:].isdigit():
+                raise CgroupDataError(f"stat: bad cpu line {line[:40]!r}")
+            try:
+                ticks = tuple(int(value) for value in parts[1:])
+            except ValueError:
+                raise CgroupDataError(f"stat: bad cpu line {line[:40]!r}") from None
+            if len(ticks) < 4:
+                raise CgroupDataError(f"stat: too few fields in {line[:40]!r}")
+            if name == "cpu":
+                total = CpuLine(name, ticks)
+            else:
+                per_cpu.append(CpuLine(name, ticks))
+        elif line:
+            other.append(line)
+    if total is None:
+        raise CgroupDataError("stat: no aggregate cpu line")
+    return HostStat(total, tuple(per_cpu), tuple(other))
+
+
+@dataclass(frozen=True)
+class DiskLine:
+    """A /proc/diskstats line: device and its counters (14 fields before 4.18, 18 with
+    discards since 4.18, 20 with flushes since 5.5; see Documentation/admin-guide/iostats.rst)."""
+
+    major: int
+    minor: int
+    name: str
+    counters: tuple[int, ...]
+
+
+def parse_diskstats(text: str) -> tuple[DiskLine, ...]:
+    lines: list[DiskLine] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 14:
+            continue
+        try:
+            lines.append(
+                DiskLine(int(parts[0]), int(parts[1]), parts[2], tuple(int(p) for p in parts[3:]))
+            )
+        except ValueError:
+            raise CgroupDataError(f"diskstats: bad line {line[:40]!r}") from None
+    return tuple(lines)
+
+
+def parse_uptime(text: str) -> tuple[float, float]:
+    parts = text.split()
+    try:
+        return float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        raise CgroupDataError(f"uptime: unexpected {text[:40]!r}") from None
+
+
+def parse_start_ticks(stat_text: str) -> int:
+    """Field 22 (starttime, clock ticks after boot) of /proc/<pid>/stat. The command name
+    (field 2) may hold spaces and parentheses, so count from the last ``)``."""
+    _, sep, rest = stat_text.rpartition(")")
+    fields = rest.split()
+    if not sep or len(fields) < 20:
+        raise CgroupDataError(f"pid stat: unexpected {stat_text[:60]!r}")
+    try:
+        return int(fields[19])
+    except ValueError:
+        raise CgroupDataError(f"pid stat: bad starttime {fields[19]!r}") from None
+
+
+@dataclass(frozen=True)
+class HostReader:
+    """Reads host files below injectable roots (``/proc`` and ``/sys`` by default)."""
+
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+
+    def read_proc(self, relative: str) -> str:
+        return (self.proc / relative).read_text()
+
+    def meminfo(self) -> HostMeminfo:
+        return parse_meminfo(self.read_proc("meminfo"))
+
+    def cpuinfo(self) -> str:
+        return self.read_proc("cpuinfo")
+
+    def stat(self) -> HostStat:
+        return parse_stat(self.read_proc("stat"))
+
+    def uptime(self) -> tuple[float, float]:
+        return parse_uptime(self.read_proc("uptime"))
+
+    def diskstats(self) -> tuple[DiskLine, ...]:
+        return parse_diskstats(self.read_proc("diskstats"))
+
+    def online_cpus(self) -> tuple[int, ...]:
+        """Host CPUs online; falls back to the per-CPU lines of /proc/stat."""
+        try:
+            return parse_cpu_list((self.sys / "devices/system/cpu/online").read_text())
+        except (OSError, CgroupDataError):
+            numbers = (line.number for line in self.stat().per_cpu)
+            return tuple(n for n in numbers if n is not None)
+
+    def process_start_seconds(self, pid: int) -> float:
+        """Seconds after boot at which ``pid`` started."""
+        try:
+            text = self.read_proc(f"{pid}/stat")
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(pid) from None
+            raise
+        return parse_start_ticks(text) / clock_ticks()
+
+    def pid_namespace(self, pid: int) -> int:
+        """Inode of the pid namespace of ``pid`` (equal inodes = same namespace)."""
+        try:
+            return os.stat(self.proc / str(pid) / "ns" / "pid").st_ino
+        except FileNotFoundError:
+            raise ProcessGone(pid) from None
+        except ProcessLookupError:
+            raise ProcessGone(pid) from None
+
+
+def clock_ticks() -> int:
+    """USER_HZ: the unit of /proc/stat and /proc/<pid>/stat times (100 on Linux)."""
+    return os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,102 @@
+"""Who is the container: the init of a caller's pid namespace, as seen from the host.
+
+We read ``/proc/<pid>/ns/pid`` (the namespace's inode) and ``NSpid`` in
+``/proc/<pid>/status`` (the pid in each nested namespace, innermost last): the process
+whose innermost pid is 1 in the caller's namespace is that namespace's init. This needs no
+fork or setns (LXCFS forks a child into the namespace and has it send SCM_CREDENTIALS for
+pid 1), which keeps it cheap enough for a request path. The answer is cached per namespace
+inode and re-validated by the init's start time, so a recycled pid is never mistaken for
+the old init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.host import parse_start_ticks
+
+
+def parse_nspid(status_text: str) -> tuple[int, ...]:
+    """The ``NSpid:`` line of /proc/<pid>/status (Linux 4.1+)."""
+    for line in status_text.splitlines():
+        if line.startswith("NSpid:"):
+            try:
+                return tuple(int(p) for p in line.split()[1:])
+            except ValueError:
+                break
+    raise CgroupDataError("status: no NSpid line")
+
+
+@dataclass
+class _CachedInit:
+    pid: int
+    start_ticks: int
+
+
+class InitFinder:
+    """Finds (and caches) the host pid of the init of a caller's pid namespace."""
+
+    def __init__(self, proc_root: Path = Path("/proc"), max_entries: int = 4096) -> None:
+        self.proc = proc_root
+        self.max_entries = max_entries
+        self._cache: dict[int, _CachedInit] = {}
+
+    def _namespace(self, pid: int | str) -> int:
+        try:
+            return os.stat(self.proc / str(pid) / "ns" / "pid").st_ino
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone(int(pid) if str(pid).isdigit() else -1) from None
+
+    def _nspid(self, pid: int) -> tuple[int, ...]:
+        try:
+            return parse_nspid((self.proc / str(pid) / "status").read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone(pid) from None
+
+    def _start_ticks(self, pid: int) -> int | None:
+        try:
+            return parse_start_ticks((self.proc / str(pid) / "stat").read_text())
+        except (OSError, CgroupDataError):
+            return None
+
+    def host_namespace(self) -> int:
+        """The daemon's own pid namespace: callers in it are "the host"."""
+        return self._namespace("self")
+
+    def find(self, pid: int) -> int | None:
+        """Host pid of the init of ``pid``'s namespace, or None when ``pid`` shares the
+        daemon's namespace (the host: LXCFS then uses the caller itself)."""
+        namespace = self._namespace(pid)
+        if namespace == self.host_namespace():
+            return None
+        cached = self._cache.get(namespace)
+        if cached is not None and self._start_ticks(cached.pid) == cached.start_ticks:
+            return cached.pid
+        init = pid if self._nspid(pid)[-1] == 1 else self._scan(namespace)
+        start = self._start_ticks(init)
+        if start is not None:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[namespace] = _CachedInit(init, start)
+        return init
+
+    def _scan(self, namespace: int) -> int:
+        """Walk /proc in pid order for the process whose innermost pid is 1 there. If the
+        init already exited (an orphaned namespace), the oldest member stands in for it."""
+        oldest: int | None = None
+        for entry in sorted((e for e in os.listdir(self.proc) if e.isdigit()), key=int):
+            with contextlib.suppress(ProcessGone, CgroupDataError, OSError):
+                if self._namespace(entry) != namespace:
+                    continue
+                candidate = int(entry)
+                if self._nspid(candidate)[-1] == 1:
+                    return candidate
+                if oldest is None:
+                    oldest = candidate
+        if oldest is None:
+            raise ProcessGone(-1)
+        return oldest

@@ -1,0 +1,146 @@
+"""Small pure parsers (and their inverse formatters) for cgroup and /proc file formats.
+
+Every parser raises ``CgroupDataError`` naming the offending text when the content is not
+of the documented shape, so the caller can fall back; none of them does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from procfs_view.errors import CgroupDataError
+
+#: v1 ``memory.limit_in_bytes`` reports "no limit" as PAGE_COUNTER_MAX * PAGE_SIZE, which is
+#: 9223372036854771712 with 4 KiB pages (and larger with bigger pages); anything this large
+#: means unlimited.
+V1_UNLIMITED_THRESHOLD = 9223372036854771712
+
+
+def parse_int(text: str, what: str) -> int:
+    """Parse one decimal integer (surrounding whitespace allowed)."""
+    stripped = text.strip()
+    try:
+        return int(stripped, 10)
+    except ValueError:
+        raise CgroupDataError(f"{what}: expected an integer, got {stripped[:40]!r}") from None
+
+
+def parse_limit(text: str, what: str) -> int | None:
+    """Parse a limit file: ``max`` (v2), ``-1`` (v1 CFS) or a huge v1 value mean None."""
+    stripped = text.strip()
+    if stripped == "max":
+        return None
+    value = parse_int(stripped, what)
+    if value < 0 or value >= V1_UNLIMITED_THRESHOLD:
+        return None
+    return value
+
+
+def parse_flat_keyed(text: str, what: str) -> dict[str, int]:
+    """Parse ``key value`` lines (memory.stat, cpu.stat). Lines that are not of that shape
+    are skipped; a file with none at all is an error."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        try:
+            values[parts[0]] = int(parts[1])
+        except ValueError:
+            continue
+    if not values and text.strip():
+        raise CgroupDataError(f"{what}: no 'key value' lines in {text[:40]!r}")
+    return values
+
+
+def parse_device(text: str, what: str) -> tuple[int, int]:
+    """Parse ``MAJ:MIN``."""
+    major, sep, minor = text.partition(":")
+    if not sep:
+        raise CgroupDataError(f"{what}: expected MAJ:MIN, got {text[:20]!r}")
+    return parse_int(major, what), parse_int(minor, what)
+
+
+def parse_nested_keyed(text: str, what: str) -> dict[tuple[int, int], dict[str, int]]:
+    """Parse v2 ``io.stat``: ``8:0 rbytes=1 wbytes=2 rios=3 ...`` per device."""
+    devices: dict[tuple[int, int], dict[str, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        device = parse_device(parts[0], what)
+        counters = devices.setdefault(device, {})
+        for item in parts[1:]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                continue
+            try:
+                counters[key] = int(value)
+            except ValueError:
+                continue
+    return devices
+
+
+def parse_blkio_recursive(text: str, what: str) -> dict[tuple[int, int], dict[str, int]]:
+    """Parse a v1 ``blkio.*_recursive`` file: ``8:0 Read 12`` lines and a ``Total N`` line."""
+    devices: dict[tuple[int, int], dict[str, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        device = parse_device(parts[0], what)
+        devices.setdefault(device, {})[parts[1]] = parse_int(parts[2], what)
+    return devices
+
+
+def parse_cpu_list(text: str, what: str = "cpu list") -> tuple[int, ...]:
+    """Parse a kernel CPU list such as ``0-3,8,10-11`` (cpuset.cpus, .../cpu/online)."""
+    cpus: set[int] = set()
+    for chunk in text.strip().split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        first, sep, last = chunk.partition("-")
+        start = parse_int(first, what)
+        end = parse_int(last, what) if sep else start
+        if start < 0 or end < start or end - start > 65536:
+            raise CgroupDataError(f"{what}: bad range {chunk!r}")
+        cpus.update(range(start, end + 1))
+    return tuple(sorted(cpus))
+
+
+def format_cpu_list(cpus: Iterable[int]) -> str:
+    """Inverse of ``parse_cpu_list``: the kernel's compact form (``0-3,8``)."""
+    ordered = sorted(set(cpus))
+    ranges: list[str] = []
+    index = 0
+    while index < len(ordered):
+        start = ordered[index]
+        while index + 1 < len(ordered) and ordered[index + 1] == ordered[index] + 1:
+            index += 1
+        end = ordered[index]
+        ranges.append(str(start) if start == end else f"{start}-{end}")
+        index += 1
+    return ",".join(ranges)
+
+
+def parse_usage_all(text: str, what: str) -> dict[int, tuple[int, int]]:
+    """Parse v1 ``cpuacct.usage_all``: a ``cpu user system`` header, then one row per CPU
+    with nanoseconds."""
+    rows: dict[int, tuple[int, int]] = {}
+    lines = text.splitlines()
+    if not lines or lines[0].split()[:1] != ["cpu"]:
+        raise CgroupDataError(f"{what}: missing 'cpu user system' header")
+    for line in lines[1:]:
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise CgroupDataError(f"{what}: bad row {line[:40]!r}")
+        rows[parse_int(parts[0], what)] = (parse_int(parts[1], what), parse_int(parts[2], what))
+    return rows
+
+
+def parse_usage_percpu(text: str, what: str) -> dict[int, int]:
+    """Parse v1 ``cpuacct.usage_percpu``: nanoseconds for CPU 0, 1, ... on one line."""
+    return {cpu: parse_int(value, what) for cpu, value in enumerate(text.split())}

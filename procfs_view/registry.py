@@ -1,0 +1,109 @@
+"""The one table: every served path, where its host original lives, and how it is built.
+
+The FUSE layer builds its tree from this table; ``procfs-view show`` resolves names in it.
+Each builder only wires a ``Request`` (the I/O side) to a pure view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from procfs_view.views import (
+    cpu_online,
+    cpuinfo,
+    diskstats,
+    loadavg,
+    meminfo,
+    pressure,
+    stat,
+    swaps,
+    uptime,
+)
+
+if TYPE_CHECKING:
+    from procfs_view.service import Request
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """A file under the mountpoint. ``host_path`` is absolute as on a real host (``/proc/...``
+    or ``/sys/...``); the service maps it onto its injectable roots."""
+
+    path: str
+    host_path: str
+    build: Callable[[Request], bytes]
+    needs_unified: bool = False
+
+
+def _meminfo(request: Request) -> bytes:
+    return meminfo.render(request.host.meminfo(), request.memory(), request.options.swap)
+
+
+def _swaps(request: Request) -> bytes:
+    total, used = meminfo.swap_figures(
+        request.host.meminfo(), request.memory(), request.options.swap
+    )
+    return swaps.render(total, used)
+
+
+def _cpuinfo(request: Request) -> bytes:
+    return cpuinfo.render(request.host.cpuinfo(), request.visible_cpus())
+
+
+def _online(request: Request) -> bytes:
+    return cpu_online.render(request.visible_cpus())
+
+
+def _stat(request: Request) -> bytes:
+    return stat.render(
+        request.host.stat(), request.cpu_usage(), request.visible_cpus(), request.user_hz
+    )
+
+
+def _uptime(request: Request) -> bytes:
+    host_uptime, _ = request.host.uptime()
+    return uptime.render(host_uptime, request.container_start(), request.cpu_seconds_or_zero())
+
+
+def _loadavg(request: Request) -> bytes:
+    return loadavg.render(request.load_sample())
+
+
+def _diskstats(request: Request) -> bytes:
+    return diskstats.render(request.host.diskstats(), request.io())
+
+
+def _pressure(resource: str) -> Callable[[Request], bytes]:
+    def build(request: Request) -> bytes:
+        return pressure.render(request.pressure(resource))
+
+    return build
+
+
+SERVED_FILES: tuple[ServedFile, ...] = (
+    ServedFile("proc/cpuinfo", "/proc/cpuinfo", _cpuinfo),
+    ServedFile("proc/diskstats", "/proc/diskstats", _diskstats),
+    ServedFile("proc/loadavg", "/proc/loadavg", _loadavg),
+    ServedFile("proc/meminfo", "/proc/meminfo", _meminfo),
+    ServedFile("proc/stat", "/proc/stat", _stat),
+    ServedFile("proc/swaps", "/proc/swaps", _swaps),
+    ServedFile("proc/uptime", "/proc/uptime", _uptime),
+    ServedFile("proc/pressure/cpu", "/proc/pressure/cpu", _pressure("cpu"), True),
+    ServedFile("proc/pressure/io", "/proc/pressure/io", _pressure("io"), True),
+    ServedFile("proc/pressure/memory", "/proc/pressure/memory", _pressure("memory"), True),
+    ServedFile("sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", _online),
+)
+
+BY_PATH: dict[str, ServedFile] = {served.path: served for served in SERVED_FILES}
+
+
+def resolve(name: str) -> ServedFile | None:
+    """Find a served file by path or unambiguous trailing components: ``meminfo``,
+    ``proc/meminfo``, ``/proc/meminfo``, ``cpu/online``, ``pressure/io``."""
+    wanted = name.strip("/")
+    if wanted in BY_PATH:
+        return BY_PATH[wanted]
+    matches = [s for s in SERVED_FILES if s.path.endswith("/" + wanted)]
+    return matches[0] if len(matches) == 1 else None

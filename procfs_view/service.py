@@ -1,0 +1,227 @@
+"""Answers "what does pid P read at served path X": collects inputs, calls the view, falls back.
+
+This is the single place that decides what a caller gets when something goes wrong: the
+host file (never another container's numbers), with the reason logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+from procfs_view.cgroup import (
+    CgroupLayout,
+    CgroupMembership,
+    CgroupReader,
+    discover_layout,
+    read_membership,
+)
+from procfs_view.cgroup.records import CpuUsage, IoRecord, MemoryRecord
+from procfs_view.errors import (
+    CgroupDataError,
+    CgroupUnavailable,
+    ProcessGone,
+    ProcfsViewError,
+    ServeHost,
+)
+from procfs_view.host import HostReader, clock_ticks
+from procfs_view.identity import InitFinder
+from procfs_view.options import ViewOptions
+from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
+from procfs_view.views.cpus import VisibleCpus, visible_cpus
+from procfs_view.views.loadavg import LoadSample
+
+__all__ = ["Request", "Roots", "ViewOptions", "ViewService"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where the host's files are; tests point these at fixture trees."""
+
+    proc: Path = Path("/proc")
+    cgroup: Path = Path("/sys/fs/cgroup")
+    sys: Path = Path("/sys")
+
+
+class LoadSource(Protocol):
+    """The loadavg sampler, as the service needs it (provided by the daemon with ``-l``)."""
+
+    def sample(self, cgroup: Path) -> LoadSample | None: ...
+
+
+class LogOnce:
+    """Logs each distinct failure once (bounded memory), so a broken cgroup read a thousand
+    times a second does not flood the journal."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def warning(
+        self, key: tuple[str, str], message: str, *args: object, exc_info: bool = False
+    ) -> None:
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return
+        self._seen[key] = time.monotonic()
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        log.warning(message, *args, exc_info=exc_info)
+
+
+class Request:
+    """The inputs of one caller's views, each read lazily and at most once per request."""
+
+    def __init__(self, service: ViewService, pid: int) -> None:
+        self.service = service
+        self.pid = pid
+        self.host = service.host
+        self.cgroups = service.cgroups
+        self.options = service.options
+        self.user_hz = service.user_hz
+
+    @cached_property
+    def membership(self) -> CgroupMembership:
+        return read_membership(self.pid, self.service.roots.proc)
+
+    def memory(self) -> MemoryRecord:
+        return self.cgroups.memory(self.membership)
+
+    def visible_cpus(self) -> VisibleCpus:
+        return self._visible_cpus
+
+    @cached_property
+    def _visible_cpus(self) -> VisibleCpus:
+        return visible_cpus(
+            self.cgroups.cpuset(self.membership),
+            self.host.online_cpus(),
+            self.cgroups.cpu_quota(self.membership),
+            self.options.cpu_view,
+        )
+
+    def cpu_usage(self) -> CpuUsage:
+        return self.cgroups.cpu_usage(self.membership)
+
+    def cpu_seconds_or_zero(self) -> float:
+        """CPU time of the caller's cgroup; 0 when it is the root cgroup or unknown."""
+        try:
+            return self.cpu_usage().total.busy / 1e9
+        except (ServeHost, CgroupUnavailable, CgroupDataError):
+            return 0.0
+
+    def container_start(self) -> float:
+        """Seconds after boot at which the caller's container (its pid-namespace init)
+        started. A caller in the host's pid namespace is the host: serve the host file."""
+        init = self.service.inits.find(self.pid)
+        if init is None:
+            raise ServeHost("caller is in the host pid namespace")
+        return self.host.process_start_seconds(init)
+
+    def io(self) -> IoRecord:
+        return self.cgroups.io(self.membership)
+
+    def pressure(self, resource: str) -> bytes:
+        return self.cgroups.pressure(self.membership, resource)
+
+    def load_sample(self) -> LoadSample:
+        source = self.service.load_source
+        if not self.options.loadavg or source is None:
+            raise ServeHost("per-container loadavg is off (-l not given)")
+        directory = self.cgroups.locate(self.membership, "cpu")
+        if directory.is_root:
+            raise ServeHost("caller is in the root cgroup")
+        sample = source.sample(directory.path)
+        if sample is None:
+            raise ServeHost("no load sample yet")
+        return sample
+
+
+class ViewService:
+    """Computes served files for callers; the FUSE layer and ``show`` both use it."""
+
+    def __init__(
+        self,
+        roots: Roots | None = None,
+        options: ViewOptions | None = None,
+        layout: CgroupLayout | None = None,
+        load_source: LoadSource | None = None,
+    ) -> None:
+        self.roots = roots or Roots()
+        self.options = options or ViewOptions()
+        self.layout = layout or discover_layout(self.roots.proc, self.roots.cgroup)
+        self.cgroups = CgroupReader(self.layout)
+        self.host = HostReader(self.roots.proc, self.roots.sys)
+        self.inits = InitFinder(self.roots.proc)
+        self.user_hz = clock_ticks()
+        self.load_source = load_source
+        self._log_once = LogOnce()
+
+    def served_files(self) -> tuple[ServedFile, ...]:
+        """What this host serves: pressure files only with a v2 hierarchy that has
+        controllers (per-cgroup PSI does not exist on v1)."""
+        has_unified = self.layout.unified is not None and bool(self.layout.unified.controllers)
+        return tuple(s for s in SERVED_FILES if has_unified or not s.needs_unified)
+
+    def served_paths(self) -> tuple[str, ...]:
+        return tuple(served.path for served in self.served_files())
+
+    def host_path(self, path: str) -> Path:
+        """Where the host original of served ``path`` is, under the injectable roots."""
+        host_path = BY_PATH[path].host_path
+        if host_path.startswith("/proc/"):
+            return self.roots.proc / host_path.removeprefix("/proc/")
+        return self.roots.sys / host_path.removeprefix("/sys/")
+
+    def host_content(self, path: str) -> bytes:
+        with open(self.host_path(path), "rb") as handle:
+            return handle.read()
+
+    def render(self, path: str, pid: int) -> bytes:
+        """The virtualized content, or an exception saying why there is none.
+
+        Raises:
+            KeyError: ``path`` is not served.
+            ServeHost: the caller sees the host (host cgroup, option off, ...).
+            ProcessGone: ``pid`` exited.
+            CgroupUnavailable, CgroupDataError: unreadable or unparsable input.
+        """
+        served = BY_PATH[path]
+        if not self.options.virtualize:
+            raise ServeHost("virtualization is toggled off")
+        return served.build(Request(self, pid))
+
+    def answer(self, path: str, pid: int) -> bytes:
+        """What ``pid`` reads at ``path``: the view, or the host file when the view cannot
+        be computed. Never raises for bad cgroup data or a vanished caller (only OSError
+        when even the host file is unreadable)."""
+        try:
+            return self.render(path, pid)
+        except ServeHost:
+            pass
+        except ProcessGone:
+            log.debug("%s: caller pid %d exited; answering with the host file", path, pid)
+        except ProcfsViewError as error:
+            self._log_once.warning(
+                (path, str(error)),
+                "%s for pid %d: %s; serving the host file",
+                path,
+                pid,
+                error,
+            )
+        except Exception as error:  # a bug in a view must not take the mount down
+            self._log_once.warning(
+                (path, repr(error)),
+                "%s for pid %d: unexpected %r; serving the host file",
+                path,
+                pid,
+                error,
+                exc_info=True,
+            )
+        return self.host_content(path)

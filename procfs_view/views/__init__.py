@@ -1,0 +1,1 @@
+"""Pure views: one module per served file, each ``render(...) -> bytes`` with no I/O."""

@@ -1,0 +1,118 @@
+"""/proc/meminfo as seen from a memory cgroup.
+
+Formulas follow LXCFS (src/proc_fuse.c, proc_meminfo_read) with its known defects fixed:
+values are computed in signed arithmetic and clamped, so MemFree/SwapFree never wrap to
+~2^64 when usage exceeds the limit (lxcfs#115, #695); AnonHugePages and Mapped come from
+exact memory.stat keys (LXCFS's prefix match left them 0); and host-only lines are clamped
+to MemTotal so no line claims more memory than the container has.
+"""
+
+from __future__ import annotations
+
+from procfs_view.cgroup.records import MemoryRecord
+from procfs_view.host import HostMeminfo
+
+KIB = 1024
+
+#: Lines whose unit is not kB or that count pages, left as the host has them.
+_HOST_COUNTS = frozenset(
+    {"HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp", "Hugepagesize"}
+)
+
+
+def swap_figures(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> tuple[int, int]:
+    """(SwapTotal, SwapUsed) in KiB for the cgroup; shared with the swaps view.
+
+    No swap accounting or ``--disable-swap`` shows no swap, as LXCFS does. Swappiness 0
+    means the cgroup cannot swap out more, so total = what is already used.
+    """
+    swap = memory.swap
+    host_total = max(0, host.kb("SwapTotal"))
+    if not swap_enabled or swap is None:
+        return 0, 0
+    total = host_total if swap.limit is None else min(host_total, swap.limit // KIB)
+    used = min(swap.usage // KIB, host_total)
+    if swap.swappiness == 0:
+        total = used
+    return total, min(used, total)
+
+
+def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict[str, int]:
+    """The rewritten meminfo values in KiB, keyed by meminfo name."""
+    stat = memory.stat
+    host_total = max(0, host.kb("MemTotal"))
+    total = host_total if memory.limit is None else min(host_total, memory.limit // KIB)
+    # A MemTotal of 0 made procps divide by zero (lxcfs#389): keep at least one page.
+    total = max(total, min(host_total, 4))
+
+    def kb(value: int) -> int:
+        return min(total, max(0, value // KIB))
+
+    free = total - kb(memory.usage)
+    reclaimable = stat.active_file + stat.inactive_file + (stat.slab_reclaimable or 0)
+    available = min(total, free + kb(reclaimable))
+    swap_total, swap_used = swap_figures(host, memory, swap_enabled)
+    values = {
+        "MemTotal": total,
+        "MemFree": free,
+        "MemAvailable": available,
+        "Buffers": 0,
+        "Cached": kb(stat.file),
+        "SwapCached": 0,
+        "Active": kb(stat.active_anon + stat.active_file),
+        "Inactive": kb(stat.inactive_anon + stat.inactive_file),
+        "Active(anon)": kb(stat.active_anon),
+        "Inactive(anon)": kb(stat.inactive_anon),
+        "Active(file)": kb(stat.active_file),
+        "Inactive(file)": kb(stat.inactive_file),
+        "Unevictable": kb(stat.unevictable),
+        "SwapTotal": swap_total,
+        "SwapFree": swap_total - swap_used,
+        "Dirty": kb(stat.dirty),
+        "Writeback": kb(stat.writeback),
+        "AnonPages": kb(stat.anon or (stat.active_anon + stat.inactive_anon - stat.shmem)),
+        "Mapped": kb(stat.mapped),
+        "Shmem": kb(stat.shmem),
+        "AnonHugePages": kb(stat.anon_thp),
+    }
+    if stat.slab_reclaimable is not None or stat.slab_unreclaimable is not None:
+        reclaimable_slab = kb(stat.slab_reclaimable or 0)
+        unreclaimable_slab = kb(stat.slab_unreclaimable or 0)
+        values["KReclaimable"] = reclaimable_slab
+        values["SReclaimable"] = reclaimable_slab
+        values["SUnreclaim"] = unreclaimable_slab
+        values["Slab"] = min(total, reclaimable_slab + unreclaimable_slab)
+    # Mlocked pages are a subset of the unevictable ones; neither cgroup version reports
+    # them, so bound the host figure by the cgroup's Unevictable.
+    values["Mlocked"] = min(max(0, host.kb("Mlocked")), values["Unevictable"])
+    for key, value in (
+        ("ShmemHugePages", stat.shmem_thp),
+        ("KernelStack", stat.kernel_stack),
+        ("PageTables", stat.pagetables),
+        ("Percpu", stat.percpu),
+    ):
+        if value is not None:
+            values[key] = kb(value)
+    return values
+
+
+def format_line(key: str, value: int, unit: str) -> str:
+    """The kernel's layout: name and colon padded to 16 columns, value right-aligned in 8."""
+    suffix = f" {unit}" if unit else ""
+    return f"{key + ':':<16}{value:>8}{suffix}\n"
+
+
+def render(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool = True) -> bytes:
+    """Every host line in host order; cgroup-derived ones rewritten, others clamped."""
+    values = compute(host, memory, swap_enabled)
+    total = values["MemTotal"]
+    lines: list[str] = []
+    for entry in host.entries:
+        if entry.key in values:
+            value = values[entry.key]
+        elif entry.unit == "kB" and entry.key not in _HOST_COUNTS:
+            value = min(max(0, entry.value), total)
+        else:
+            value = entry.value
+        lines.append(format_line(entry.key, value, entry.unit))
+    return "".join(lines).encode()
