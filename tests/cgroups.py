@@ -169,6 +169,9 @@ def _remove(cgroup: TestCgroup) -> None:
                 os.kill(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     for path in cgroup.directories.values():
         for _attempt in range(100):
             try:

@@ -137,11 +137,14 @@ class FixtureHost:
         )
         (directory / "ns").mkdir(exist_ok=True)
         link = directory / "ns" / "pid"
+        if link.exists():
+            link.unlink()
         if namespace not in self._namespaces:
-            link.write_text(namespace)
-            self._namespaces[namespace] = link
-        elif not link.exists():
-            os.link(self._namespaces[namespace], link)
+            canonical = self.base / "namespaces" / namespace
+            canonical.parent.mkdir(exist_ok=True)
+            canonical.write_text(namespace)
+            self._namespaces[namespace] = canonical
+        os.link(self._namespaces[namespace], link)
         if cgroup != "/":
             for controller in ("memory", "cpuset", "cpu", "blkio"):
                 self.cgroup_dir(controller, cgroup)
@@ -177,8 +180,12 @@ class FixtureHost:
                 files["memory.swap.max"] = "max" if swap_limit is None else swap_limit
         else:
             v1_names = {
-                "anon": "rss", "file": "cache", "file_mapped": "mapped_file",
-                "anon_thp": "rss_huge", "file_dirty": "dirty", "file_writeback": "writeback",
+                "anon": "rss",
+                "file": "cache",
+                "file_mapped": "mapped_file",
+                "anon_thp": "rss_huge",
+                "file_dirty": "dirty",
+                "file_writeback": "writeback",
             }
             v1_stat = {v1_names.get(k, k): v for k, v in stat.items()}
             lines = [f"{k} {v}" for k, v in v1_stat.items()]

@@ -1,0 +1,114 @@
+"""`procfs-view show` against real cgroups of the running kernel (v1 here, v2 in the VM).
+
+These are the issue's acceptance checks; marked ``cgroup2vm`` so the same tests also run
+inside shared/tools/cgroup2-vm on a pure cgroup2 hierarchy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.cgroups import test_cgroup
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("real_cgroups")]
+
+MIB = 1024 * 1024
+
+
+def show(pid: int, *files: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "procfs_view", "show", *flags, "--pid", str(pid), *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def meminfo_kb(text: str, key: str) -> int:
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name == key:
+            return int(rest.split()[0])
+    raise AssertionError(f"{key} missing from:\n{text}")
+
+
+def test_memory_cpuset_and_quota_of_a_real_cgroup() -> None:
+    with test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50000, 100000)) as cgroup:
+        sleeper = cgroup.spawn(["sleep", "120"])
+        result = show(sleeper.pid, "meminfo", "cpuinfo", "cpu/online")
+    assert result.returncode == 0, result.stderr
+    assert "MemTotal:         262144 kB" in result.stdout.splitlines()
+    assert 0 <= meminfo_kb(result.stdout, "MemFree") <= 262144
+    assert result.stdout.count("processor\t: ") == 1
+    assert result.stdout.endswith("\n0\n")
+
+
+def test_each_file_separately() -> None:
+    with test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50000, 100000)) as cgroup:
+        sleeper = cgroup.spawn(["sleep", "120"])
+        meminfo = show(sleeper.pid, "meminfo")
+        cpuinfo = show(sleeper.pid, "proc/cpuinfo")
+        online = show(sleeper.pid, "cpu/online")
+        stat = show(sleeper.pid, "/proc/stat")
+    assert meminfo_kb(meminfo.stdout, "MemTotal") == 262144
+    assert cpuinfo.stdout.count("processor\t: ") == 1
+    assert online.stdout == "0\n"
+    cpu_lines = [line for line in stat.stdout.splitlines() if line.startswith("cpu")]
+    assert [line.split()[0] for line in cpu_lines] == ["cpu", "cpu0"]
+
+
+def test_cpu_view_counts_quota_over_period() -> None:
+    with test_cgroup(cpus="0-1", cfs=(150000, 100000)) as cgroup:
+        sleeper = cgroup.spawn(["sleep", "120"])
+        with_view = show(sleeper.pid, "cpu/online", "cpuinfo", flags=("--enable-cfs",))
+    assert with_view.returncode == 0, with_view.stderr
+    assert with_view.stdout.startswith("0-1\n")
+    assert with_view.stdout.count("processor\t: ") == 2
+
+
+def test_cpu_view_half_a_cpu_is_one_cpu() -> None:
+    with test_cgroup(cpus="0-1", cfs=(50000, 100000)) as cgroup:
+        sleeper = cgroup.spawn(["sleep", "120"])
+        plain = show(sleeper.pid, "cpu/online")
+        with_view = show(sleeper.pid, "cpu/online", flags=("--enable-cfs",))
+    assert plain.stdout == "0-1\n"
+    assert with_view.stdout == "0\n"
+
+
+def test_usage_of_a_busy_cgroup_shows_in_meminfo_and_stat() -> None:
+    allocate = (
+        "b = bytearray(64 * 1024 * 1024); import time; print('ok', flush=True); time.sleep(60)"
+    )
+    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\nprint('done')"
+    with test_cgroup(memory_limit=256 * MIB, cpus="0") as cgroup:
+        holder = cgroup.spawn([sys.executable, "-c", allocate], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ok"
+        cgroup.run([sys.executable, "-c", spin])
+        result = show(holder.pid, "meminfo", "stat")
+    used_kb = 262144 - meminfo_kb(result.stdout, "MemFree")
+    assert used_kb >= 64 * 1024
+    cpu0 = next(line for line in result.stdout.splitlines() if line.startswith("cpu0 "))
+    user, system = int(cpu0.split()[1]), int(cpu0.split()[3])
+    assert user + system >= 100  # at least 1 s of CPU, in USER_HZ ticks
+
+
+def test_vanished_pid_exits_1_with_one_line() -> None:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    result = show(process.pid, "meminfo")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(process.pid) in result.stderr
+
+
+def test_unknown_file_exits_2_listing_known_ones() -> None:
+    result = show(1, "nonsense")
+    assert result.returncode == 2
+    assert "proc/meminfo" in result.stderr
+    assert "sys/devices/system/cpu/online" in result.stderr

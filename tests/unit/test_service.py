@@ -1,0 +1,155 @@
+"""The service's answers: who is the container, and what a caller gets when inputs are bad."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from procfs_view.errors import ProcessGone, ServeHost
+from procfs_view.options import ViewOptions
+from tests.fixtures import FixtureHost
+
+MIB = 1024 * 1024
+
+
+def container(tmp_path: Path, kind: str = "v2") -> FixtureHost:
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(700, "/ct", namespace="ct", nspid=(700, 1), start_ticks=90000)
+    host.add_process(701, "/ct", namespace="ct", nspid=(701, 12), start_ticks=95000)
+    host.set_memory("/ct", 256 * MIB, 10 * MIB)
+    host.set_cpu("/ct", "0", None, {0: (2 * 10**9, 10**9)})
+    return host
+
+
+def host_file(host: FixtureHost, path: str) -> bytes:
+    return host.service().host_content(path)
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2", "hybrid"])
+def test_served_paths_follow_the_layout(tmp_path: Path, kind: str) -> None:
+    paths = FixtureHost(tmp_path, kind).service().served_paths()
+    assert "proc/meminfo" in paths
+    assert "sys/devices/system/cpu/online" in paths
+    assert ("proc/pressure/memory" in paths) == (kind == "v2")
+
+
+def test_uptime_counts_from_the_namespace_init(tmp_path: Path) -> None:
+    """pid 701 is not its namespace's init; 700 (NSpid ... 1) is, started at 900 s."""
+    host = container(tmp_path)
+    uptime, idle = map(float, host.service().render("proc/uptime", 701).split())
+    assert uptime == pytest.approx(1000.0 - 900.0)
+    assert idle == pytest.approx(100.0 - 3.0)
+
+
+def test_uptime_in_the_host_pid_namespace_is_the_host_file(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    host.add_process(702, "/ct", namespace="host-ns")
+    assert host.service().answer("proc/uptime", 702) == host_file(host, "proc/uptime")
+
+
+def test_init_cache_follows_a_new_init(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    service = host.service()
+    assert service.inits.find(701) == 700
+    # The init exits; its pid is reused by an unrelated process with a later start time,
+    # and the namespace's new init is 710.
+    host.add_process(700, "/", namespace="host-ns", nspid=(700,), start_ticks=99000)
+    host.add_process(710, "/ct", namespace="ct", nspid=(710, 1), start_ticks=98000)
+    assert service.inits.find(701) == 710
+
+
+def test_loadavg_is_the_host_file_without_the_sampler(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    assert host.service().answer("proc/loadavg", 700) == host_file(host, "proc/loadavg")
+    with_flag = host.service(ViewOptions(loadavg=True))
+    assert with_flag.answer("proc/loadavg", 700) == host_file(host, "proc/loadavg")
+
+
+def test_vanished_caller_gets_host_content_and_render_says_why(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    service = host.service()
+    with pytest.raises(ProcessGone):
+        service.render("proc/meminfo", 999)
+    assert service.answer("proc/meminfo", 999) == host_file(host, "proc/meminfo")
+
+
+def test_virtualization_off_serves_host_files(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    service = host.service(ViewOptions(virtualize=False))
+    with pytest.raises(ServeHost):
+        service.render("proc/meminfo", 700)
+    assert service.answer("proc/meminfo", 700) == host_file(host, "proc/meminfo")
+
+
+FILES = {
+    "limit": {"v1": "memory.limit_in_bytes", "v2": "memory.max"},
+    "usage": {"v1": "memory.usage_in_bytes", "v2": "memory.current"},
+    "cpu": {"v1": "cpuacct.usage_all", "v2": "cpu.stat"},
+    "cpuset": {"v1": "cpuset.cpus", "v2": "cpuset.cpus"},
+}
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+@pytest.mark.parametrize(
+    ("path", "controller", "file", "damage"),
+    [
+        ("proc/meminfo", "memory", "limit", "garbage"),
+        ("proc/meminfo", "memory", "usage", "missing"),
+        ("proc/swaps", "memory", "usage", "garbage"),
+        ("proc/stat", "cpu", "cpu", "garbage"),
+        ("proc/stat", "cpu", "cpu", "missing"),
+        ("proc/cpuinfo", "cpuset", "cpuset", "garbage"),
+        ("sys/devices/system/cpu/online", "cpuset", "cpuset", "garbage"),
+    ],
+)
+def test_bad_input_falls_back_to_host_and_logs_once(
+    tmp_path: Path,
+    kind: str,
+    path: str,
+    controller: str,
+    file: str,
+    damage: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = container(tmp_path, kind)
+    target = host.cgroup_dir(controller, "/ct") / FILES[file][kind]
+    if damage == "garbage":
+        target.write_text("\x00garbage-garbage\n")
+    else:
+        target.unlink()
+    service = host.service()
+    with caplog.at_level(logging.WARNING, logger="procfs_view.service"):
+        answers = [service.answer(path, 700) for _ in range(5)]
+    assert answers == [host_file(host, path)] * 5
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert path in message
+    assert "700" in message
+
+
+def test_a_bug_in_a_view_falls_back_instead_of_raising(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = container(tmp_path)
+    service = host.service()
+
+    def broken(*_: object) -> bytes:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr("procfs_view.views.meminfo.render", broken)
+    with caplog.at_level(logging.WARNING, logger="procfs_view.service"):
+        assert service.answer("proc/meminfo", 700) == host_file(host, "proc/meminfo")
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_two_containers_never_see_each_other(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    host.add_process(800, "/other", namespace="other", nspid=(800, 1))
+    host.set_memory("/other", 512 * MIB, 1 * MIB)
+    service = host.service()
+    first = service.answer("proc/meminfo", 700).decode().splitlines()[0]
+    second = service.answer("proc/meminfo", 800).decode().splitlines()[0]
+    assert first.split()[1] == str(256 * 1024)
+    assert second.split()[1] == str(512 * 1024)

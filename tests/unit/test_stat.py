@@ -1,0 +1,91 @@
+"""/proc/stat for a container, virtualized on v1 *and* v2 (LXCFS serves host data on v2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from procfs_view.options import ViewOptions
+from tests.fixtures import FixtureHost
+
+KINDS = ["v1", "v2", "hybrid"]
+SECOND = 10**9
+
+
+def cpu_lines(content: bytes) -> dict[str, list[int]]:
+    lines = {}
+    for line in content.decode().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu"):
+            lines[name] = [int(value) for value in fields]
+    return lines
+
+
+def container(tmp_path: Path, kind: str, cpus: str = "1-2") -> FixtureHost:
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(900, "/ct", namespace="ct", nspid=(900, 1))
+    host.set_cpu("/ct", cpus, None, {1: (6 * SECOND, 2 * SECOND), 2: (2 * SECOND, 0)})
+    return host
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cgroup_cpu_time_in_user_hz(tmp_path: Path, kind: str) -> None:
+    lines = cpu_lines(container(tmp_path, kind).service().render("proc/stat", 900))
+    assert set(lines) == {"cpu", "cpu1", "cpu2"}
+    user, system = lines["cpu"][0], lines["cpu"][2]
+    assert (user, system) == (800, 200)  # 8 s user, 2 s system at USER_HZ=100
+    if kind != "v2":  # v1 knows per-CPU usage
+        assert (lines["cpu1"][0], lines["cpu1"][2]) == (600, 200)
+        assert (lines["cpu2"][0], lines["cpu2"][2]) == (200, 0)
+    else:  # v2 only totals: spread evenly
+        assert (lines["cpu1"][0], lines["cpu1"][2]) == (400, 100)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_line_adds_up_to_host_elapsed_time(tmp_path: Path, kind: str) -> None:
+    """top computes busy% as busy delta / total delta; total per CPU must be the host's."""
+    host = container(tmp_path, kind)
+    host_cpu1 = cpu_lines((host.proc / "stat").read_bytes())["cpu1"]
+    lines = cpu_lines(host.service().render("proc/stat", 900))
+    assert sum(lines["cpu1"][:8]) == sum(host_cpu1[:8])
+    assert lines["cpu"] == [a + b for a, b in zip(lines["cpu1"], lines["cpu2"], strict=True)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cpu_view_renumbers_and_folds(tmp_path: Path, kind: str) -> None:
+    host = container(tmp_path, kind, cpus="0-3")
+    host.set_cpu("/ct", "0-3", (150000, 100000), {1: (6 * SECOND, 2 * SECOND), 3: (2 * SECOND, 0)})
+    lines = cpu_lines(host.service(ViewOptions(cpu_view=True)).render("proc/stat", 900))
+    assert set(lines) == {"cpu", "cpu0", "cpu1"}
+    assert (lines["cpu"][0], lines["cpu"][2]) == (800, 200)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_counters_grow_with_usage(tmp_path: Path, kind: str) -> None:
+    host = container(tmp_path, kind)
+    before = cpu_lines(host.service().render("proc/stat", 900))
+    host.set_cpu("/ct", "1-2", None, {1: (7 * SECOND, 2 * SECOND), 2: (3 * SECOND, SECOND)})
+    stat = (host.proc / "stat").read_text().replace("cpu1 10000 ", "cpu1 10300 ")
+    (host.proc / "stat").write_text(stat.replace("cpu2 10000 ", "cpu2 10300 "))
+    after = cpu_lines(host.service().render("proc/stat", 900))
+    for name in before:
+        assert all(a >= b for a, b in zip(after[name], before[name], strict=True)), name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_lines_are_the_hosts(tmp_path: Path, kind: str) -> None:
+    host = container(tmp_path, kind)
+    rendered = host.service().render("proc/stat", 900).decode().splitlines()
+    host_lines = (host.proc / "stat").read_text().splitlines()
+    assert [x for x in rendered if not x.startswith("cpu")] == [
+        x for x in host_lines if not x.startswith("cpu")
+    ]
+    assert rendered[0].startswith("cpu  ")
+
+
+def test_root_cgroup_gets_the_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v1")
+    host.add_process(901, "/")
+    service = host.service()
+    assert service.answer("proc/stat", 901) == (host.proc / "stat").read_bytes()
