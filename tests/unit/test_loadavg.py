@@ -1,0 +1,116 @@
+"""Load average sampling: the kernel's fixed-point decay, thread counting, tracking."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from procfs_view.loadavg import (
+    FIXED_1,
+    CgroupLoad,
+    LoadTracker,
+    ThreadCount,
+    calc_load,
+    count_threads,
+    to_display,
+)
+
+
+def add_thread(proc: Path, tid: int, state: str) -> None:
+    (proc / str(tid)).mkdir(parents=True, exist_ok=True)
+    (proc / str(tid) / "stat").write_text(f"{tid} (a) b) {state} 1 2 3\n")
+
+
+def make_cgroup(root: Path, name: str, tids: list[int], threads_file: str = "tasks") -> Path:
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / threads_file).write_text("".join(f"{tid}\n" for tid in tids))
+    return directory
+
+
+def test_constant_load_converges_like_the_kernel() -> None:
+    state = CgroupLoad(0.0)
+    for _ in range(12 * 5):  # five minutes of 5 s rounds with 2 runnable threads
+        state.fold(ThreadCount(running=2, total=10, last_pid=99))
+    sample = state.sample()
+    assert math.isclose(sample.avg1, 2 * (1 - math.exp(-5)), abs_tol=0.02)
+    assert math.isclose(sample.avg5, 2 * (1 - math.exp(-1)), abs_tol=0.02)
+    assert math.isclose(sample.avg15, 2 * (1 - math.exp(-1 / 3)), abs_tol=0.02)
+    assert (sample.running, sample.total, sample.last_pid) == (2, 10, 99)
+
+
+def test_decay_reaches_zero_when_idle() -> None:
+    state = CgroupLoad(0.0, loads=[4 * FIXED_1] * 3)
+    for _ in range(12 * 60):
+        state.fold(ThreadCount())
+    assert state.sample().avg1 == 0.0
+
+
+def test_fixed_point_matches_kernel_formula() -> None:
+    assert calc_load(0, 1884, FIXED_1) == (FIXED_1 * (FIXED_1 - 1884) + FIXED_1 - 1) // FIXED_1
+    assert to_display(FIXED_1) == 1.0
+    assert to_display(FIXED_1 // 2) == 0.5
+
+
+def test_counts_running_and_uninterruptible_threads_in_subtree(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    for tid, state in [(10, "R"), (11, "S"), (12, "D"), (20, "R"), (21, "Z")]:
+        add_thread(proc, tid, state)
+    top = make_cgroup(tmp_path / "cg", "ct", [10, 11, 12])
+    make_cgroup(top, "child", [20, 21, 99], threads_file="cgroup.threads")  # 99 exited
+    assert count_threads(top, proc) == ThreadCount(running=3, total=5, last_pid=21)
+    assert count_threads(tmp_path / "cg" / "gone", proc) is None
+
+
+def test_first_read_shows_zero_averages_and_current_counts(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    add_thread(proc, 10, "R")
+    cgroup = make_cgroup(tmp_path / "cg", "ct", [10])
+    sample = LoadTracker(proc).sample(cgroup)
+    assert sample is not None
+    assert (sample.avg1, sample.running, sample.total) == (0.0, 1, 1)
+
+
+def test_unread_cgroups_expire_and_vanished_ones_are_dropped(tmp_path: Path) -> None:
+    now = [0.0]
+    proc = tmp_path / "proc"
+    add_thread(proc, 10, "R")
+    read = make_cgroup(tmp_path / "cg", "read", [10])
+    vanishing = make_cgroup(tmp_path / "cg", "vanishing", [10])
+    tracker = LoadTracker(proc, keep_for=600, clock=lambda: now[0])
+    tracker.sample(read)
+    tracker.sample(vanishing)
+    (vanishing / "tasks").unlink()
+    vanishing.rmdir()
+    tracker.fold(tracker.count_all(tracker.tracked()))
+    assert list(tracker.cgroups) == [read]
+    now[0] = 601.0
+    assert tracker.tracked() == []
+
+
+def test_sampler_task_folds_every_interval(tmp_path: Path) -> None:
+    async def scenario(base: Path) -> tuple[float, float]:
+        proc = base / "proc"
+        for tid in (10, 11):
+            add_thread(proc, tid, "R")
+        cgroup = make_cgroup(base / "cg", "ct", [10, 11])
+        tracker = LoadTracker(proc, clock=trio.current_time, in_worker_thread=False)
+        tracker.sample(cgroup)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tracker.run)
+            await trio.sleep(60.5)  # 12 rounds
+            busy = tracker.cgroups[cgroup].sample().avg1
+            for tid in (10, 11):
+                add_thread(proc, tid, "S")
+            await trio.sleep(300)
+            tracker.sample(cgroup)
+            idle = tracker.cgroups[cgroup].sample().avg1
+            nursery.cancel_scope.cancel()
+        return busy, idle
+
+    busy, idle = trio.run(scenario, tmp_path, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert math.isclose(busy, 2 * (1 - math.exp(-1)), abs_tol=0.03)
+    assert idle < 0.02
