@@ -57,9 +57,20 @@ def _online(request: Request) -> bytes:
 
 
 def _stat(request: Request) -> bytes:
-    return stat.render(
-        request.host.stat(), request.cpu_usage(), request.visible_cpus(), request.user_hz
+    """Stateful: counters continue from the cgroup's previous read and never go back."""
+    host = request.host.stat()
+    cgroup = request.cpu_usage_cgroup()
+    states = request.service.stat_states
+    lines, state = stat.advance(
+        host,
+        request.cpu_usage(),
+        request.visible_cpus(),
+        request.user_hz,
+        request.cpu_quota().cpus,
+        states.get(cgroup),
     )
+    states.put(cgroup, state)
+    return stat.render_lines(host, lines)
 
 
 def _uptime(request: Request) -> bytes:

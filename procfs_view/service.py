@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from procfs_view.cgroup import (
     CgroupLayout,
@@ -21,7 +21,7 @@ from procfs_view.cgroup import (
     discover_layout,
     read_membership,
 )
-from procfs_view.cgroup.records import CpuUsage, IoRecord, MemoryRecord
+from procfs_view.cgroup.records import CpuQuota, CpuUsage, IoRecord, MemoryRecord
 from procfs_view.errors import (
     CgroupDataError,
     CgroupUnavailable,
@@ -35,6 +35,7 @@ from procfs_view.options import ViewOptions
 from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
 from procfs_view.views.loadavg import LoadSample
+from procfs_view.views.stat import StatState
 
 __all__ = ["Request", "Roots", "ViewOptions", "ViewService"]
 
@@ -76,6 +77,46 @@ class LogOnce:
         log.warning(message, *args, exc_info=exc_info)
 
 
+StateT = TypeVar("StateT")
+
+
+class StateStore(Generic[StateT]):
+    """Per-cgroup state of the stateful views, keyed by cgroup directory: bounded (least
+    recently used entries go first) and pruned of cgroups that no longer exist."""
+
+    def __init__(self, capacity: int = 4096, prune_every: int = 512) -> None:
+        self.capacity = capacity
+        self.prune_every = prune_every
+        self._states: OrderedDict[Path, StateT] = OrderedDict()
+        self._puts = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, cgroup: Path) -> StateT | None:
+        state = self._states.get(cgroup)
+        if state is not None:
+            self._states.move_to_end(cgroup)
+        return state
+
+    def put(self, cgroup: Path, state: StateT) -> None:
+        self._states[cgroup] = state
+        self._states.move_to_end(cgroup)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+        self._puts += 1
+        if self._puts % self.prune_every == 0:
+            self.prune()
+
+    def forget(self, cgroup: Path) -> None:
+        self._states.pop(cgroup, None)
+
+    def prune(self) -> None:
+        """Drop the state of cgroups that were removed."""
+        for cgroup in [c for c in self._states if not c.is_dir()]:
+            del self._states[cgroup]
+
+
 class Request:
     """The inputs of one caller's views, each read lazily and at most once per request."""
 
@@ -108,6 +149,13 @@ class Request:
 
     def cpu_usage(self) -> CpuUsage:
         return self.cgroups.cpu_usage(self.membership)
+
+    def cpu_usage_cgroup(self) -> Path:
+        """The directory the CPU usage comes from: the key of per-cgroup CPU state."""
+        return self.cgroups.cpu_usage_dir(self.membership).path
+
+    def cpu_quota(self) -> CpuQuota:
+        return self.cgroups.cpu_quota(self.membership)
 
     def cpu_seconds_or_zero(self) -> float:
         """CPU time of the caller's cgroup; 0 when it is the root cgroup or unknown."""
@@ -161,6 +209,7 @@ class ViewService:
         self.inits = InitFinder(self.roots.proc)
         self.user_hz = clock_ticks()
         self.load_source = load_source
+        self.stat_states: StateStore[StatState] = StateStore()
         self._log_once = LogOnce()
 
     def served_files(self) -> tuple[ServedFile, ...]:

@@ -329,17 +329,23 @@ class CgroupReader:
                 tightest = value
         return CpuQuota(tightest)
 
-    def cpu_usage(self, membership: CgroupMembership) -> CpuUsage:
-        """CPU time used by the cgroup: v1 cpuacct per CPU, v2 cpu.stat totals."""
+    def cpu_usage_dir(self, membership: CgroupMembership) -> CgroupDir:
+        """Where the cgroup's CPU time is accounted: v1 cpuacct, else the v2 cgroup."""
         if self.layout.hierarchy_for("cpuacct") is not None:
-            directory = self._container(membership, "cpuacct")
-            return self._cpuacct_usage(directory)
+            return self._container(membership, "cpuacct")
         unified = self.locate_unified(membership)
         if unified is None:
             raise CgroupUnavailable("no cpuacct hierarchy and no unified hierarchy")
         if unified.is_root:
             raise ServeHost(f"pid {membership.pid} is in the root cgroup")
-        stat = parse_flat_keyed(unified.read("cpu.stat"), "cpu.stat")
+        return unified
+
+    def cpu_usage(self, membership: CgroupMembership) -> CpuUsage:
+        """CPU time used by the cgroup: v1 cpuacct per CPU, v2 cpu.stat totals."""
+        directory = self.cpu_usage_dir(membership)
+        if directory.version == 1:
+            return self._cpuacct_usage(directory)
+        stat = parse_flat_keyed(directory.read("cpu.stat"), "cpu.stat")
         try:
             usage_usec = stat["usage_usec"]
         except KeyError:

@@ -10,9 +10,16 @@ Per CPU, idle is the host CPU's elapsed ticks minus the cgroup's busy ticks, so 
 sums to the host's elapsed time and ``top`` computes the cgroup's share of it. Fields the
 cgroup cannot tell (nice, iowait, irq, softirq, steal, guest) are 0. Non-CPU lines (intr,
 ctxt, btime, processes, procs_*, softirq) are the host's.
+
+Across reads (``advance``), counters only move forward: each read adds the growth of the
+cgroup's usage and of the host's elapsed time since the previous read, capped so the busy
+share never exceeds the CFS quota nor a CPU's elapsed time. LXCFS's CPU view lets idle run
+backwards, which makes ``top`` print negative or >100% figures.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from procfs_view.cgroup.records import CpuUsage
 from procfs_view.host import CpuLine, HostStat
@@ -22,6 +29,7 @@ NS_PER_SECOND = 1_000_000_000
 #: user nice system idle iowait irq softirq steal: the fields that add up to elapsed time
 #: (guest and guest_nice are already included in user and nice).
 _ELAPSED_FIELDS = 8
+USER, SYSTEM, IDLE = 0, 2, 3
 
 
 def ns_to_ticks(nanoseconds: int, user_hz: int) -> int:
@@ -47,31 +55,107 @@ def per_cpu_busy(usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[tuple
             if times is None:
                 result.append((0, 0))
             else:
-                result.append(
-                    (ns_to_ticks(times.user, user_hz), ns_to_ticks(times.system, user_hz))
-                )
+                user = ns_to_ticks(times.user, user_hz)
+                result.append((user, ns_to_ticks(times.system, user_hz)))
         return result
     users = split_evenly(ns_to_ticks(usage.total.user, user_hz), cpus.count)
     systems = split_evenly(ns_to_ticks(usage.total.system, user_hz), cpus.count)
     return list(zip(users, systems, strict=True))
 
 
-def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[CpuLine]:
-    """The ``cpu`` line followed by one line per visible CPU."""
-    width = len(host.total.ticks)
+def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
+    """Elapsed ticks of the host CPU behind each visible CPU (a CPU missing from the host
+    file, e.g. just hot-unplugged, counts as the busiest known one)."""
     host_lines = [host.cpu(physical) for physical in cpus.physical]
     known = [_elapsed(line, 0) for line in host_lines if line is not None]
     typical = max(known) if known else _elapsed(host.total, 0) // max(1, len(host.per_cpu))
-    lines: list[CpuLine] = []
-    for index, ((user, system), host_line) in enumerate(
-        zip(per_cpu_busy(usage, cpus, user_hz), host_lines, strict=True)
-    ):
-        idle = max(0, _elapsed(host_line, typical) - user - system)
-        ticks = [0] * width
-        ticks[0], ticks[2], ticks[3] = user, system, idle
-        lines.append(CpuLine(f"cpu{cpus.shown_number(index)}", tuple(ticks)))
+    return [_elapsed(line, typical) for line in host_lines]
+
+
+def _lines(cpus: VisibleCpus, per_cpu: list[tuple[int, ...]]) -> list[CpuLine]:
+    """The ``cpu`` line (field-wise sum) followed by the per-CPU lines."""
+    lines = [CpuLine(f"cpu{cpus.shown_number(i)}", ticks) for i, ticks in enumerate(per_cpu)]
+    width = len(per_cpu[0]) if per_cpu else 0
     total = tuple(sum(line.ticks[i] for line in lines) for i in range(width))
     return [CpuLine("cpu", total), *lines]
+
+
+def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[CpuLine]:
+    """The ``cpu`` line followed by one line per visible CPU, from this instant alone."""
+    width = len(host.total.ticks)
+    per_cpu: list[tuple[int, ...]] = []
+    for (user, system), elapsed in zip(
+        per_cpu_busy(usage, cpus, user_hz), host_elapsed(host, cpus), strict=True
+    ):
+        ticks = [0] * width
+        ticks[USER], ticks[SYSTEM], ticks[IDLE] = user, system, max(0, elapsed - user - system)
+        per_cpu.append(tuple(ticks))
+    return _lines(cpus, per_cpu)
+
+
+@dataclass(frozen=True)
+class StatState:
+    """What one cgroup was last shown, to continue from on its next read."""
+
+    shown: tuple[int, ...]
+    busy: tuple[tuple[int, int], ...]
+    elapsed: tuple[int, ...]
+    per_cpu: tuple[tuple[int, ...], ...]
+
+
+def _scale(value: int, numerator: int, denominator: int) -> int:
+    return value if denominator <= numerator else value * numerator // max(1, denominator)
+
+
+def advance(
+    host: HostStat,
+    usage: CpuUsage,
+    cpus: VisibleCpus,
+    user_hz: int,
+    quota_cpus: float | None,
+    previous: StatState | None,
+) -> tuple[list[CpuLine], StatState]:
+    """The lines for this read and the state for the next one.
+
+    The first read (or one after the visible CPUs changed) is ``compute``'s. Later reads
+    add, per CPU, the growth of the cgroup's user/system ticks, scaled down so that the
+    cgroup's total busy growth stays within ``quota_cpus`` times the elapsed wall time and
+    no CPU is busier than its own elapsed time; idle takes the rest. Every field is thus
+    non-decreasing and no line runs ahead of the host.
+    """
+    busy = per_cpu_busy(usage, cpus, user_hz)
+    elapsed = host_elapsed(host, cpus)
+    shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
+    width = len(host.total.ticks)
+    if previous is None or previous.shown != shown or len(previous.per_cpu[0]) != width:
+        lines = compute(host, usage, cpus, user_hz)
+        first = tuple(line.ticks for line in lines[1:])
+        return lines, StatState(shown, tuple(busy), tuple(elapsed), first)
+    grown_elapsed = [
+        max(0, now - then) for now, then in zip(elapsed, previous.elapsed, strict=True)
+    ]
+    grown_busy = [
+        (max(0, user - old_user), max(0, system - old_system))
+        for (user, system), (old_user, old_system) in zip(busy, previous.busy, strict=True)
+    ]
+    wall = sum(grown_elapsed) // max(1, len(grown_elapsed))
+    allowed = sum(grown_elapsed)
+    if quota_cpus is not None:
+        allowed = min(allowed, int(quota_cpus * wall))
+    wanted = sum(user + system for user, system in grown_busy)
+    per_cpu: list[tuple[int, ...]] = []
+    for ticks, (user, system), room in zip(
+        previous.per_cpu, grown_busy, grown_elapsed, strict=True
+    ):
+        user, system = _scale(user, allowed, wanted), _scale(system, allowed, wanted)
+        user, system = _scale(user, room, user + system), _scale(system, room, user + system)
+        updated = list(ticks)
+        updated[USER] += user
+        updated[SYSTEM] += system
+        updated[IDLE] += max(0, room - user - system)
+        per_cpu.append(tuple(updated))
+    state = StatState(shown, tuple(busy), tuple(elapsed), tuple(per_cpu))
+    return _lines(cpus, per_cpu), state
 
 
 def _format(line: CpuLine) -> str:
@@ -80,7 +164,13 @@ def _format(line: CpuLine) -> str:
     return f"{label} {' '.join(str(t) for t in line.ticks)}\n"
 
 
+def render_lines(host: HostStat, lines: list[CpuLine]) -> bytes:
+    """The CPU lines, then the host's other lines verbatim."""
+    text = [_format(line) for line in lines]
+    text.extend(f"{line}\n" for line in host.other_lines)
+    return "".join(text).encode()
+
+
 def render(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> bytes:
-    lines = [_format(line) for line in compute(host, usage, cpus, user_hz)]
-    lines.extend(f"{line}\n" for line in host.other_lines)
-    return "".join(lines).encode()
+    """Stateless rendering (``procfs-view show``, first reads)."""
+    return render_lines(host, compute(host, usage, cpus, user_hz))
