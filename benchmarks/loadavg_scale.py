@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from procfs_view.cgroup import discover_layout  # noqa: E402
-from procfs_view.loadavg import LOAD_FREQ, LoadTracker  # noqa: E402
+from procfs_view.cgroup import discover_layout
+from procfs_view.loadavg import LOAD_FREQ, LoadTracker
 
 
 def main() -> int:
@@ -76,7 +76,8 @@ def main() -> int:
             f"loadavg sampling round: {args.cgroups} cgroups, {threads} threads "
             f"(kernel {os.uname().release}, {os.cpu_count()} CPUs; setup {setup:.1f} s)"
         )
-        print(f"| cgroups | threads | round wall (median) | round CPU | share of {LOAD_FREQ:.0f} s |")
+        share = f"share of {LOAD_FREQ:.0f} s"
+        print(f"| cgroups | threads | round wall (median) | round CPU | {share} |")
         print("| ---: | ---: | ---: | ---: | ---: |")
         print(
             f"| {args.cgroups} | {threads} | {wall * 1000:.1f} ms | {cpu * 1000:.1f} ms "

@@ -6,22 +6,32 @@ of the documented shape, so the caller can fall back; none of them does I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from procfs_view.errors import CgroupDataError
 
-#: v1 ``memory.limit_in_bytes`` reports "no limit" as PAGE_COUNTER_MAX * PAGE_SIZE, which is
-#: 9223372036854771712 with 4 KiB pages (and larger with bigger pages); anything this large
-#: means unlimited.
-V1_UNLIMITED_THRESHOLD = 9223372036854771712
+#: v1 ``memory.limit_in_bytes`` reports "no limit" as PAGE_COUNTER_MAX * PAGE_SIZE =
+#: (LONG_MAX // PAGE_SIZE) * PAGE_SIZE = 2**63 - PAGE_SIZE: 9223372036854771712 with 4 KiB
+#: pages, but *smaller* with bigger pages (9223372036854710272 with the 64 KiB pages of
+#: RHEL ppc64le/aarch64 kernels). Anything at or above the value for the largest base page
+#: Linux has (256 KiB) means unlimited; no real limit is within 256 KiB of 8 EiB.
+V1_UNLIMITED_THRESHOLD = 2**63 - 2**18
+
+
+#: What the kernel prints for an integer. Python's int() also takes "1_000", "+5" and
+#: non-ASCII digits ("١٢"), none of which a cgroup or /proc file holds: they are garbage.
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 def parse_int(text: str, what: str) -> int:
     """Parse one decimal integer (surrounding whitespace allowed)."""
     stripped = text.strip()
     try:
+        if not _INTEGER.fullmatch(stripped):
+            raise ValueError(stripped)
         return int(stripped, 10)
-    except ValueError:
+    except ValueError:  # also int()'s limit on digits (sys.get_int_max_str_digits)
         raise CgroupDataError(f"{what}: expected an integer, got {stripped[:40]!r}") from None
 
 

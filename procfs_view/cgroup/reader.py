@@ -170,7 +170,7 @@ def _cfs_v1_quota(directory: Path) -> float | None:
     period = parse_int(_read(directory / "cpu.cfs_period_us"), "cpu.cfs_period_us")
     if period <= 0:
         raise CgroupDataError(f"{directory}/cpu.cfs_period_us: period {period}")
-    return quota / period
+    return _ratio(quota, period, str(directory / "cpu.cfs_quota_us"))
 
 
 def _cfs_v2_quota(text: str, what: str) -> float | None:
@@ -184,7 +184,14 @@ def _cfs_v2_quota(text: str, what: str) -> float | None:
     period = parse_int(parts[1], what) if len(parts) == 2 else 100000
     if quota <= 0 or period <= 0:
         raise CgroupDataError(f"{what}: bad bandwidth {text.strip()!r}")
-    return quota / period
+    return _ratio(quota, period, what)
+
+
+def _ratio(quota: int, period: int, what: str) -> float:
+    try:
+        return quota / period
+    except OverflowError:  # a 400-digit quota from a broken or hostile file
+        raise CgroupDataError(f"{what}: bandwidth out of range") from None
 
 
 class CgroupReader:

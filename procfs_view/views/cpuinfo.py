@@ -65,4 +65,9 @@ def render(host_cpuinfo: str, cpus: VisibleCpus) -> bytes:
         if number not in renumber:
             continue
         out.append([f"{key}{separator}{renumber[number]}", *block[1:]])
-    return "".join("\n".join(block) + "\n\n" for block in out).encode()
+    if not out:
+        return b""
+    # Blocks are separated by a blank line; the end is the host's own (x86 ends with a blank
+    # line, ppc64le's machine block and a bare s390x header do not).
+    ending = "\n\n" if host_cpuinfo.endswith("\n\n") else "\n"
+    return ("\n\n".join("\n".join(block) for block in out) + ending).encode()

@@ -44,6 +44,7 @@ def visible_cpus(
     if not cpu_view:
         return VisibleCpus(cpus, renumbered=False)
     count = len(cpus)
-    if quota.cpus is not None and quota.cpus > 0:
+    # A non-finite quota (inf, nan) is no limit: math.ceil would raise on it.
+    if quota.cpus is not None and math.isfinite(quota.cpus) and quota.cpus > 0:
         count = max(1, min(count, math.ceil(quota.cpus)))
     return VisibleCpus(cpus[:count], renumbered=True)

@@ -1,0 +1,440 @@
+"""Property tests over the memory and CPU views, with arbitrary cgroup and host figures.
+
+Whatever a cgroup file says (usage above the limit, a zero limit, no limit, huge or negative
+memory.stat values), what a container reads must still make sense to ``free``, ``top``,
+psutil and JVMs: no wrapped ~2**64 numbers, no "available" above "total", no fewer than
+one CPU, counters that never run backwards.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import psutil
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from procfs_view.cgroup.reader import memory_stat_from
+from procfs_view.cgroup.records import (
+    CpuQuota,
+    CpuTimes,
+    CpuUsage,
+    MemoryRecord,
+    MemoryStat,
+    SwapRecord,
+)
+from procfs_view.host import CpuLine, HostMeminfo, HostStat, parse_meminfo, parse_stat
+from procfs_view.parsers import V1_UNLIMITED_THRESHOLD, parse_cpu_list
+from procfs_view.views import cpu_online, meminfo, stat
+from procfs_view.views.cpus import VisibleCpus, visible_cpus
+
+DATA = Path(__file__).parent.parent / "data"
+SAMPLE_MEMINFO = (DATA / "meminfo.x86_64").read_text()
+USER_HZ = 100
+NS = 1_000_000_000
+SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- strategies: memory ----------------------------------------------------------------------
+
+#: Byte counts as a cgroup file may hold them: small, page-sized, around 2**32 and 2**63.
+byte_counts = st.one_of(
+    st.integers(min_value=0, max_value=1 << 20),
+    st.integers(min_value=0, max_value=1 << 40),
+    st.integers(min_value=(1 << 63) - (1 << 20), max_value=(1 << 64) + 1),
+)
+#: What CgroupReader hands the view as a limit: None (max, -1, PAGE_COUNTER_MAX) or a value.
+limits = st.one_of(
+    st.none(),
+    st.just(0),
+    st.integers(min_value=0, max_value=1 << 36),
+    st.integers(min_value=0, max_value=V1_UNLIMITED_THRESHOLD - 1),
+)
+stat_values = st.one_of(
+    st.integers(min_value=0, max_value=1 << 40),
+    st.integers(min_value=-(1 << 63), max_value=1 << 64),
+)
+V1_KEYS = (
+    "total_rss", "total_cache", "total_shmem", "total_mapped_file", "total_rss_huge",
+    "total_active_anon", "total_inactive_anon", "total_active_file", "total_inactive_file",
+    "total_unevictable", "total_dirty", "total_writeback",
+)  # fmt: skip
+V2_KEYS = (
+    "anon", "file", "shmem", "file_mapped", "anon_thp", "active_anon", "inactive_anon",
+    "active_file", "inactive_file", "unevictable", "file_dirty", "file_writeback",
+    "slab_reclaimable", "slab_unreclaimable", "shmem_thp", "kernel_stack", "pagetables",
+    "percpu",
+)  # fmt: skip
+
+
+@st.composite
+def memory_stats(draw: st.DrawFn) -> MemoryStat:
+    """memory.stat as the reader builds it (v1 or v2 keys, any subset), or a record built
+    directly with negative fields (a view must not trust its inputs to be clamped)."""
+    how = draw(st.sampled_from(["v1", "v2", "direct"]))
+    if how == "direct":
+        names = (
+            "anon", "file", "shmem", "active_anon", "inactive_anon", "active_file",
+            "inactive_file", "unevictable", "mapped", "anon_thp", "dirty", "writeback",
+        )  # fmt: skip
+        fields = {name: draw(stat_values) for name in names}
+        slab = draw(st.one_of(st.none(), stat_values))
+        return MemoryStat(**fields, slab_reclaimable=slab, slab_unreclaimable=slab)
+    keys = V1_KEYS if how == "v1" else V2_KEYS
+    values = draw(st.dictionaries(st.sampled_from(keys), stat_values))
+    return memory_stat_from(values, 1 if how == "v1" else 2)
+
+
+swap_records = st.one_of(
+    st.none(),
+    st.builds(
+        SwapRecord,
+        limit=limits,
+        usage=byte_counts,
+        swappiness=st.sampled_from([0, 1, 60, 100]),
+    ),
+)
+memory_records = st.builds(
+    MemoryRecord, limit=limits, usage=byte_counts, stat=memory_stats(), swap=swap_records
+)
+
+
+@st.composite
+def host_meminfos(draw: st.DrawFn) -> HostMeminfo:
+    """The sample host with random MemTotal/SwapTotal (and other kB lines), from 0 to huge."""
+    kib = st.one_of(
+        st.integers(min_value=0, max_value=1 << 26),
+        st.integers(min_value=0, max_value=(1 << 62) - 1),
+    )
+    total = draw(kib)
+    swap_total = draw(st.one_of(st.just(0), kib))
+    lines = []
+    for line in SAMPLE_MEMINFO.splitlines():
+        key, _, rest = line.partition(":")
+        if key == "MemTotal":
+            value = total
+        elif key == "SwapTotal":
+            value = swap_total
+        elif rest.strip().endswith("kB") and key != "Hugepagesize":
+            value = draw(st.one_of(st.just(int(rest.split()[0])), kib))
+        else:
+            lines.append(line)
+            continue
+        lines.append(f"{key}: {value} kB")
+    return parse_meminfo("\n".join(lines) + "\n")
+
+
+def parse_like_psutil(text: bytes) -> dict[bytes, int]:
+    """psutil.virtual_memory()'s parser: ``fields = line.split(); int(fields[1]) * 1024``."""
+    mems: dict[bytes, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        assert fields[0].endswith(b":"), line
+        assert len(fields) in (2, 3), line
+        assert fields[2:] in ([], [b"kB"]), line
+        mems[fields[0]] = int(fields[1]) * 1024
+    return mems
+
+
+# -- meminfo properties ----------------------------------------------------------------------
+
+
+@SETTINGS
+@given(host=host_meminfos(), memory=memory_records, swap_enabled=st.booleans())
+def test_meminfo_values_are_sane(
+    host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool
+) -> None:
+    text = meminfo.render(host, memory, swap_enabled)
+    lines = text.decode().splitlines()
+    assert lines[0].startswith("MemTotal:")  # free and older procps expect it first
+    assert len(lines) == len(host.entries)  # every host line is still there, once
+    kb = {key.decode().rstrip(":"): value // 1024 for key, value in parse_like_psutil(text).items()}
+    for key, value in kb.items():
+        assert 0 <= value < 2**63, (key, value)  # never negative, never wrapped
+
+    total = kb["MemTotal"]
+    host_total = host.kb("MemTotal")
+    assert kb["MemFree"] <= kb["MemAvailable"] <= total <= host_total
+    if host_total > 0:
+        assert total > 0  # a MemTotal of 0 crashes ps (lxcfs#389)
+    assert kb["SwapFree"] <= kb["SwapTotal"] <= host.kb("SwapTotal")
+    if not swap_enabled or memory.swap is None:
+        assert kb["SwapTotal"] == 0
+    units = {entry.key: entry.unit for entry in host.entries}
+    for key, value in kb.items():
+        # Hugepagesize is the size of one huge page, not an amount of memory.
+        if units[key] == "kB" and key not in ("SwapTotal", "SwapFree", "Hugepagesize"):
+            assert value <= total, (key, value, total)
+
+
+@SETTINGS
+@given(host=host_meminfos(), memory=memory_records)
+def test_meminfo_follows_the_limit_and_usage(host: HostMeminfo, memory: MemoryRecord) -> None:
+    values = meminfo.compute(host, memory, True)
+    host_total = host.kb("MemTotal")
+    expected_total = host_total if memory.limit is None else min(host_total, memory.limit // 1024)
+    assert values["MemTotal"] == max(expected_total, min(host_total, 4))
+    if memory.usage // 1024 >= values["MemTotal"]:
+        assert values["MemFree"] == 0  # usage above the limit: nothing free, no wrap (#115)
+    else:
+        assert values["MemFree"] == values["MemTotal"] - memory.usage // 1024
+
+
+@settings(max_examples=60, deadline=None)
+@given(host=host_meminfos(), memory=memory_records)
+def test_meminfo_is_read_by_psutil(host: HostMeminfo, memory: MemoryRecord) -> None:
+    """The real psutil.virtual_memory() on the rendered file: what `free` would print."""
+    text = meminfo.render(host, memory, True)
+    values = meminfo.compute(host, memory, True)
+    saved = psutil.PROCFS_PATH
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "meminfo").write_bytes(text)
+        psutil.PROCFS_PATH = directory
+        try:
+            vm = psutil.virtual_memory()
+        finally:
+            psutil.PROCFS_PATH = saved
+    assert vm.total == values["MemTotal"] * 1024
+    assert vm.free == values["MemFree"] * 1024
+    assert 0 <= vm.available <= vm.total
+    assert 0 <= vm.used <= vm.total
+    if values["MemAvailable"] > 0:
+        assert vm.available == values["MemAvailable"] * 1024
+
+
+# -- CPU: visible CPUs -----------------------------------------------------------------------
+
+cpu_sets = st.sets(st.integers(min_value=0, max_value=63), max_size=64)
+quotas = st.builds(
+    CpuQuota,
+    st.one_of(
+        st.none(),
+        st.floats(min_value=0.0, max_value=128.0),
+        st.floats(allow_nan=True, allow_infinity=True),
+    ),
+)
+
+
+@SETTINGS
+@given(
+    cpuset=st.one_of(st.none(), cpu_sets),
+    online=cpu_sets.filter(bool),
+    quota=quotas,
+    cpu_view=st.booleans(),
+)
+def test_visible_cpus_between_one_and_host_online(
+    cpuset: set[int] | None, online: set[int], quota: CpuQuota, cpu_view: bool
+) -> None:
+    listed = None if cpuset is None else sorted(cpuset)
+    cpus = visible_cpus(listed, sorted(online), quota, cpu_view)
+    assert 1 <= cpus.count <= len(online)
+    assert set(cpus.physical) <= online
+    assert list(cpus.physical) == sorted(set(cpus.physical))
+    allowed = (cpuset or set()) & online
+    if allowed:
+        assert set(cpus.physical) <= allowed
+    if cpu_view and quota.cpus is not None and math.isfinite(quota.cpus) and quota.cpus > 0:
+        assert cpus.count == min(len(allowed or online), max(1, math.ceil(quota.cpus)))
+    # nproc (the online file) and the cpuinfo/stat views agree on the count.
+    shown = parse_cpu_list(cpu_online.render(cpus).decode())
+    assert len(shown) == cpus.count
+    if cpus.renumbered:
+        assert shown == tuple(range(cpus.count))
+    else:
+        assert shown == cpus.physical
+
+
+# -- CPU: /proc/stat -------------------------------------------------------------------------
+
+TICK_FIELDS = 10
+
+
+def host_stat(per_cpu: list[list[int]]) -> HostStat:
+    total = [sum(column) for column in zip(*per_cpu, strict=True)]
+    lines = [f"cpu  {' '.join(map(str, total))}"]
+    lines += [f"cpu{n} {' '.join(map(str, ticks))}" for n, ticks in enumerate(per_cpu)]
+    lines += ["intr 1 0", "ctxt 5", "btime 1700000000", "processes 9"]
+    return parse_stat("\n".join(lines) + "\n")
+
+
+def ticks_of(ns: int) -> int:
+    return ns * USER_HZ // NS
+
+
+@st.composite
+def stat_scenarios(
+    draw: st.DrawFn,
+) -> tuple[HostStat, HostStat, CpuUsage, CpuUsage, VisibleCpus]:
+    """Two readings of /proc/stat and of the cgroup's usage, the later one grown: the cgroup
+    by arbitrary amounts, each host CPU at least as fast as the cgroup's share of it."""
+    n_host = draw(st.integers(min_value=1, max_value=8))
+    tick = st.integers(min_value=0, max_value=10**9)
+    before_host = [[draw(tick) for _ in range(TICK_FIELDS)] for _ in range(n_host)]
+    cpuset = draw(st.one_of(st.none(), st.sets(st.integers(0, n_host - 1), min_size=1)))
+    cpus = visible_cpus(
+        None if cpuset is None else sorted(cpuset),
+        range(n_host),
+        draw(quotas),
+        draw(st.booleans()),
+    )
+    ns = st.integers(min_value=0, max_value=10**15)
+    grow = st.integers(min_value=0, max_value=10**13)
+    per_cpu_mode = draw(st.booleans())  # v1 cpuacct.usage_all, or v2 cpu.stat totals
+    before_times = {c: CpuTimes(draw(ns), draw(ns)) for c in range(n_host)}
+    after_times = {
+        c: CpuTimes(t.user + draw(grow), t.system + draw(grow)) for c, t in before_times.items()
+    }
+
+    def usage(times: dict[int, CpuTimes]) -> CpuUsage:
+        total = CpuTimes(sum(t.user for t in times.values()), sum(t.system for t in times.values()))
+        return CpuUsage(total, dict(times) if per_cpu_mode else None)
+
+    before, after = usage(before_times), usage(after_times)
+    spread = cpus.renumbered or not per_cpu_mode
+    after_host = []
+    for number, ticks in enumerate(before_host):
+        if spread:  # the total is split evenly over the visible CPUs
+            du = ticks_of(after.total.user - before.total.user) + 1
+            ds = ticks_of(after.total.system - before.total.system) + 1
+            needed = -(-du // cpus.count) + -(-ds // cpus.count)
+        else:  # usage of this very CPU; +1 per field for the ns -> tick rounding
+            b, a = before_times[number], after_times[number]
+            needed = ticks_of(a.user - b.user) + ticks_of(a.system - b.system) + 2
+        extra = [draw(st.integers(min_value=0, max_value=10**6)) for _ in range(TICK_FIELDS)]
+        grown = [t + e for t, e in zip(ticks, extra, strict=True)]
+        grown[draw(st.integers(min_value=0, max_value=7))] += needed
+        after_host.append(grown)
+    return host_stat(before_host), host_stat(after_host), before, after, cpus
+
+
+@SETTINGS
+@given(stat_scenarios())
+def test_stat_counters_never_go_backwards(
+    scenario: tuple[HostStat, HostStat, CpuUsage, CpuUsage, VisibleCpus],
+) -> None:
+    host_before, host_after, usage_before, usage_after, cpus = scenario
+    before = stat.compute(host_before, usage_before, cpus, USER_HZ)
+    after = stat.compute(host_after, usage_after, cpus, USER_HZ)
+    assert [line.name for line in after] == [line.name for line in before]
+    for old, new in zip(before, after, strict=True):
+        for field, (a, b) in enumerate(zip(old.ticks, new.ticks, strict=True)):
+            assert b >= a, (new.name, field, a, b)
+
+
+@SETTINGS
+@given(stat_scenarios())
+def test_stat_cpu_line_is_the_sum_of_the_per_cpu_lines(
+    scenario: tuple[HostStat, HostStat, CpuUsage, CpuUsage, VisibleCpus],
+) -> None:
+    host, _, usage, _, cpus = scenario
+    text = stat.render(host, usage, cpus, USER_HZ).decode()
+    parsed = parse_stat(text)  # what top and mpstat parse
+    assert len(parsed.per_cpu) == cpus.count
+    assert [line.number for line in parsed.per_cpu] == [
+        cpus.shown_number(i) for i in range(cpus.count)
+    ]
+    for field in range(len(parsed.total.ticks)):
+        assert parsed.total.ticks[field] == sum(line.ticks[field] for line in parsed.per_cpu)
+    assert all(value >= 0 for line in (parsed.total, *parsed.per_cpu) for value in line.ticks)
+    assert parsed.other_lines == host.other_lines
+    # Each visible CPU's line adds up to that host CPU's elapsed ticks (top's denominator),
+    # unless the cgroup claims more than the CPU had (then idle is 0, not negative).
+    for index, line in enumerate(parsed.per_cpu):
+        host_line = host.cpu(cpus.physical[index])
+        assert host_line is not None
+        elapsed = sum(host_line.ticks[:8])
+        busy = line.ticks[0] + line.ticks[2]
+        assert sum(line.ticks[:8]) == max(elapsed, busy)
+
+
+@SETTINGS
+@given(
+    user=st.integers(min_value=0, max_value=10**16),
+    system=st.integers(min_value=0, max_value=10**16),
+    count=st.integers(min_value=1, max_value=64),
+)
+def test_stat_spread_usage_adds_up(user: int, system: int, count: int) -> None:
+    """v2 (and the CPU view) spread the cgroup's total over the visible CPUs: nothing lost."""
+    cpus = VisibleCpus(tuple(range(count)), renumbered=True)
+    busy = stat.per_cpu_busy(CpuUsage(CpuTimes(user, system)), cpus, USER_HZ)
+    assert sum(u for u, _ in busy) == ticks_of(user)
+    assert sum(s for _, s in busy) == ticks_of(system)
+    assert max(u for u, _ in busy) - min(u for u, _ in busy) <= 1
+
+
+@st.composite
+def stat_sequences(
+    draw: st.DrawFn,
+) -> tuple[list[HostStat], list[CpuUsage], VisibleCpus, float | None]:
+    """Several reads in a row where the cgroup's usage and the host's ticks each grow by
+    arbitrary amounts, with no relation between the two (the cgroup may appear busier than
+    the host CPUs it runs on: ns vs tick accounting, the v2 even split, a parent's quota)."""
+    n_host = draw(st.integers(min_value=1, max_value=6))
+    cpuset = draw(st.one_of(st.none(), st.sets(st.integers(0, n_host - 1), min_size=1)))
+    cpus = visible_cpus(
+        None if cpuset is None else sorted(cpuset), range(n_host), draw(quotas), draw(st.booleans())
+    )
+    quota = draw(st.one_of(st.none(), st.floats(min_value=0.01, max_value=16.0)))
+    per_cpu_mode = draw(st.booleans())
+    host_ticks = [
+        [draw(st.integers(min_value=0, max_value=10**8)) for _ in range(TICK_FIELDS)]
+        for _ in range(n_host)
+    ]
+    times = {c: (draw(st.integers(0, 10**14)), draw(st.integers(0, 10**14))) for c in range(n_host)}
+    hosts: list[HostStat] = []
+    usages: list[CpuUsage] = []
+    for _ in range(draw(st.integers(min_value=2, max_value=5))):
+        hosts.append(host_stat(host_ticks))
+        per_cpu = {c: CpuTimes(u, s) for c, (u, s) in times.items()}
+        total = CpuTimes(sum(u for u, _ in times.values()), sum(s for _, s in times.values()))
+        usages.append(CpuUsage(total, per_cpu if per_cpu_mode else None))
+        host_ticks = [
+            [t + draw(st.integers(min_value=0, max_value=10**4)) for t in ticks]
+            for ticks in host_ticks
+        ]
+        times = {
+            c: (u + draw(st.integers(0, 10**12)), s + draw(st.integers(0, 10**12)))
+            for c, (u, s) in times.items()
+        }
+    return hosts, usages, cpus, quota
+
+
+def elapsed_ticks(host: HostStat, physical: int) -> int:
+    line = host.cpu(physical)
+    assert line is not None
+    return sum(line.ticks[:8])
+
+
+@SETTINGS
+@given(stat_sequences())
+def test_stat_advance_never_goes_backwards_and_follows_the_host_clock(
+    sequence: tuple[list[HostStat], list[CpuUsage], VisibleCpus, float | None],
+) -> None:
+    """What ``top`` computes between two reads (delta busy / delta total) stays in 0..100%
+    per CPU, and within the quota overall."""
+    hosts, usages, cpus, quota = sequence
+    state = None
+    previous: tuple[list[CpuLine], HostStat] | None = None
+    for host, usage in zip(hosts, usages, strict=True):
+        lines, state = stat.advance(host, usage, cpus, USER_HZ, quota, state)
+        total, per_cpu = lines[0], lines[1:]
+        assert len(per_cpu) == cpus.count
+        for field in range(len(total.ticks)):
+            assert total.ticks[field] == sum(line.ticks[field] for line in per_cpu)
+        if previous is not None:
+            old_lines, old_host = previous
+            busy_growth = 0
+            growths = [
+                elapsed_ticks(host, physical) - elapsed_ticks(old_host, physical)
+                for physical in cpus.physical
+            ]
+            for old, new, elapsed_growth in zip(old_lines[1:], per_cpu, growths, strict=True):
+                grown = [b - a for a, b in zip(old.ticks, new.ticks, strict=True)]
+                assert min(grown) >= 0, (old, new)
+                assert sum(grown[:8]) == elapsed_growth  # each line keeps the host's pace
+                busy_growth += grown[0] + grown[2]
+            if quota is not None:
+                wall = sum(growths) // cpus.count
+                assert busy_growth <= quota * wall + cpus.count
+        previous = (lines, host)

@@ -1,0 +1,409 @@
+"""uptime, loadavg, swaps, diskstats and pressure: the pure views and the same through the
+service on fixture hosts (v1, v2, hybrid)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from procfs_view.cgroup.records import IoCounters, IoRecord
+from procfs_view.host import DiskLine, parse_diskstats
+from procfs_view.options import ViewOptions
+from procfs_view.service import ViewService
+from procfs_view.views import diskstats, loadavg, pressure, swaps, uptime
+from procfs_view.views.loadavg import LoadSample
+from tests.fixtures import FixtureHost
+
+KINDS = ("v1", "v2", "hybrid")
+CT = 4242
+UPTIME_FORMAT = re.compile(r"^\d+\.\d\d \d+\.\d\d\n$")
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+def container(host: FixtureHost, cgroup: str = "/ct", start_ticks: int = 5000) -> None:
+    """Process CT is the init (innermost pid 1) of its own pid namespace, in ``cgroup``."""
+    host.add_process(CT, cgroup, namespace="ct", nspid=(CT, 1), start_ticks=start_ticks)
+
+
+# -- uptime ----------------------------------------------------------------------------------
+
+
+def test_uptime_compute() -> None:
+    assert uptime.compute(1000.0, 50.0, 100.0) == (950.0, 850.0)
+
+
+def test_uptime_of_a_fresh_container() -> None:
+    assert uptime.render(1000.0, 999.5, 0.1) == b"0.50 0.40\n"
+
+
+def test_uptime_idle_never_negative() -> None:
+    """A container busy on 8 CPUs uses more CPU seconds than it has been up."""
+    assert uptime.compute(1000.0, 990.0, 80.0) == (10.0, 0.0)
+    assert uptime.render(1000.0, 990.0, 80.0) == b"10.00 0.00\n"
+
+
+def test_uptime_never_negative_when_init_started_after_the_reading() -> None:
+    assert uptime.compute(100.0, 100.5, -3.0) == (0.0, 0.0)
+
+
+def test_uptime_format() -> None:
+    text = uptime.render(123456.789, 0.0, 1.0).decode()
+    assert UPTIME_FORMAT.match(text)
+    assert text == "123456.79 123455.79\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_uptime_of_a_fresh_container(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)  # host uptime 1000.00 s
+    container(host, start_ticks=99_800)  # started 998 s after boot (USER_HZ 100)
+    host.set_cpu("/ct", per_cpu_ns={0: (500_000_000, 0), 1: (0, 250_000_000)})
+    text = host.service().render("proc/uptime", CT).decode()
+    assert UPTIME_FORMAT.match(text)
+    up, idle = (float(field) for field in text.split())
+    assert up == pytest.approx(2.0)
+    assert idle == pytest.approx(1.25)  # 2 s up, 0.75 s of CPU
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_uptime_idle_of_a_busy_container(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host, start_ticks=99_000)  # up 10 s
+    ns = 10 * 1_000_000_000
+    host.set_cpu("/ct", per_cpu_ns={cpu: (ns, 0) for cpu in range(4)})  # 40 CPU-seconds
+    assert host.service().render("proc/uptime", CT) == b"10.00 0.00\n"
+
+
+def test_service_uptime_host_caller_gets_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    host.add_process(77, "/ct")  # a process of the host's pid namespace
+    assert host.service().answer("proc/uptime", 77) == b"1000.00 3500.00\n"
+
+
+# -- loadavg ---------------------------------------------------------------------------------
+
+
+def test_loadavg_render_format() -> None:
+    sample = LoadSample(0.5, 0.25, 1 / 3, 2, 10, 4242)
+    assert loadavg.render(sample) == b"0.50 0.25 0.33 2/10 4242\n"
+
+
+def test_loadavg_render_clamps_negatives() -> None:
+    assert loadavg.render(LoadSample(-1.0, 0.0, 12.345, -2, -3, -4)) == b"0.00 0.00 12.35 0/0 0\n"
+
+
+def test_loadavg_render_parses_like_the_kernel_file() -> None:
+    """What ``uptime``/``top`` do: three floats, then running/total and the last pid."""
+    fields = loadavg.render(LoadSample(3.14159, 2.5, 1.0, 7, 812, 99999)).decode().split()
+    assert [float(f) for f in fields[:3]] == [3.14, 2.5, 1.0]
+    running, total = fields[3].split("/")
+    assert (int(running), int(total), int(fields[4])) == (7, 812, 99999)
+
+
+class FixedLoad:
+    def __init__(self, sample: LoadSample | None) -> None:
+        self.sample_value = sample
+        self.asked: list[Path] = []
+
+    def sample(self, cgroup: Path) -> LoadSample | None:
+        self.asked.append(cgroup)
+        return self.sample_value
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_loadavg_uses_the_sampler_with_l(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    source = FixedLoad(LoadSample(1.0, 0.5, 0.25, 1, 3, 500))
+    service = ViewService(host.roots(), ViewOptions(loadavg=True), load_source=source)
+    assert service.render("proc/loadavg", CT) == b"1.00 0.50 0.25 1/3 500\n"
+    assert source.asked == [host.hierarchy_dir("cpu") / "ct"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_loadavg_is_the_host_file_without_l(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    source = FixedLoad(LoadSample(1.0, 0.5, 0.25, 1, 3, 500))
+    service = ViewService(host.roots(), ViewOptions(loadavg=False), load_source=source)
+    assert service.answer("proc/loadavg", CT) == b"0.50 0.40 0.30 2/300 4242\n"
+    no_sample = ViewService(host.roots(), ViewOptions(loadavg=True), load_source=FixedLoad(None))
+    assert no_sample.answer("proc/loadavg", CT) == b"0.50 0.40 0.30 2/300 4242\n"
+
+
+# -- swaps -----------------------------------------------------------------------------------
+
+
+def test_swaps_header_only_without_swap() -> None:
+    assert swaps.render(0, 0) == swaps.HEADER.encode()
+    assert swaps.render(0, 500) == swaps.HEADER.encode()
+    assert swaps.render(-1, 0) == swaps.HEADER.encode()
+
+
+def swap_line(text: bytes) -> tuple[str, str, int, int, int]:
+    lines = text.decode().splitlines()
+    assert lines[0].split() == ["Filename", "Type", "Size", "Used", "Priority"]
+    assert len(lines) == 2
+    name, kind, size, used, priority = lines[1].split()
+    return name, kind, int(size), int(used), int(priority)
+
+
+def test_swaps_one_virtual_line() -> None:
+    assert swap_line(swaps.render(524288, 1024)) == ("none", "virtual", 524288, 1024, 0)
+
+
+@pytest.mark.parametrize(("used", "shown"), [(-5, 0), (2048, 1024), (1024, 1024)])
+def test_swaps_used_never_above_size(used: int, shown: int) -> None:
+    assert swap_line(swaps.render(1024, used))[3] == shown
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_swaps_with_a_swap_limit(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    host.set_memory("/ct", GIB, 200 * MIB, swap_limit=512 * MIB, swap_usage=100 * MIB)
+    text = host.service().render("proc/swaps", CT)
+    assert swap_line(text) == ("none", "virtual", 524288, 102400, 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_swaps_header_only_with_swap_disabled(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    host.set_memory("/ct", GIB, 200 * MIB, swap_limit=512 * MIB, swap_usage=100 * MIB)
+    assert host.service(ViewOptions(swap=False)).render("proc/swaps", CT) == swaps.HEADER.encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_swaps_without_swap_accounting(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    host.set_memory("/ct", GIB, 200 * MIB)
+    assert host.service().render("proc/swaps", CT) == swaps.HEADER.encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_swaps_unlimited_is_capped_by_host_swap(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    host.set_memory("/ct", None, 200 * MIB, swap_limit=None, swap_usage=100 * MIB)
+    _, _, size, used, _ = swap_line(host.service().render("proc/swaps", CT))
+    assert size == 8388604  # the host's SwapTotal
+    assert used == 102400
+
+
+# -- diskstats (pure) ------------------------------------------------------------------------
+
+
+def disk(fields: int, major: int = 8, minor: int = 0, name: str = "sda") -> DiskLine:
+    return DiskLine(major, minor, name, tuple(range(1, fields - 2)))
+
+
+IO = IoCounters(
+    read_ios=100,
+    write_ios=20,
+    discard_ios=3,
+    read_bytes=1024 * 1024,
+    write_bytes=4096,
+    discard_bytes=8192,
+    read_merged=5,
+    write_merged=6,
+    read_time_ms=70,
+    write_time_ms=30,
+    service_time_ms=90,
+)
+
+
+@pytest.mark.parametrize("fields", [14, 18, 20])
+def test_diskstats_keeps_the_host_field_count(fields: int) -> None:
+    text = diskstats.render((disk(fields),), IoRecord({(8, 0): IO})).decode()
+    assert len(text.split()) == fields
+    (parsed,) = parse_diskstats(text)
+    expected = (100, 5, 2048, 70, 20, 6, 8, 30, 0, 90, 100, 3, 0, 16, 0, 0, 0)
+    assert parsed.counters == expected[: fields - 3]
+    assert (parsed.major, parsed.minor, parsed.name) == (8, 0, "sda")
+
+
+def test_diskstats_layout_matches_the_kernel() -> None:
+    text = diskstats.render((disk(20, 254, 0, "vda"),), IoRecord({(254, 0): IO}))
+    assert text == b" 254       0 vda 100 5 2048 70 20 6 8 30 0 90 100 3 0 16 0 0 0\n"
+
+
+def test_diskstats_bytes_become_512_byte_sectors() -> None:
+    io = IoCounters(read_ios=1, read_bytes=1023, write_ios=1, write_bytes=512 * 7 + 100)
+    (parsed,) = parse_diskstats(diskstats.render((disk(20),), IoRecord({(8, 0): io})).decode())
+    assert parsed.counters[2] == 1  # sectors read
+    assert parsed.counters[6] == 7  # sectors written
+
+
+def test_diskstats_only_devices_with_io() -> None:
+    host = (disk(20, 8, 0, "sda"), disk(20, 8, 16, "sdb"), disk(20, 7, 0, "loop0"))
+    io = IoRecord({(8, 16): IO, (8, 0): IoCounters(read_bytes=4096), (9, 9): IO})
+    text = diskstats.render(host, io).decode()
+    assert [d.name for d in parse_diskstats(text)] == ["sdb"]
+
+
+def test_diskstats_without_io_is_empty() -> None:
+    assert diskstats.render((disk(20),), IoRecord({})) == b""
+
+
+def test_diskstats_never_negative() -> None:
+    io = IoCounters(read_ios=1, read_bytes=-4096, read_time_ms=-1)
+    (parsed,) = parse_diskstats(diskstats.render((disk(20),), IoRecord({(8, 0): io})).decode())
+    assert min(parsed.counters) == 0
+
+
+# -- diskstats (service) ---------------------------------------------------------------------
+
+
+def diskstats_of(host: FixtureHost) -> dict[str, tuple[int, ...]]:
+    text = host.service().render("proc/diskstats", CT).decode()
+    return {d.name: d.counters for d in parse_diskstats(text)}
+
+
+@pytest.mark.parametrize("kind", ["v1", "hybrid"])
+def test_service_diskstats_v1_throttle_files(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    host.write(
+        "blkio",
+        "/ct",
+        {
+            "blkio.throttle.io_serviced_recursive": (
+                "254:0 Read 57\n254:0 Write 12\n254:0 Sync 69\n254:0 Async 0\n"
+                "254:0 Discard 0\n254:0 Total 69\n7:0 Read 0\n7:0 Write 0\nTotal 69"
+            ),
+            "blkio.throttle.io_service_bytes_recursive": (
+                "254:0 Read 2097152\n254:0 Write 49152\n254:0 Sync 2146304\n254:0 Async 0\n"
+                "254:0 Discard 0\n254:0 Total 2146304\nTotal 2146304"
+            ),
+        },
+    )
+    stats = diskstats_of(host)
+    assert list(stats) == ["vda"]  # loop0 did no I/O
+    vda = stats["vda"]
+    assert len(vda) == 17  # the host prints 20 fields
+    assert (vda[0], vda[2], vda[4], vda[6]) == (57, 4096, 12, 96)
+
+
+@pytest.mark.parametrize("kind", ["v1", "hybrid"])
+def test_service_diskstats_v1_cfq_files(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    container(host)
+    ms = 1_000_000
+    host.write(
+        "blkio",
+        "/ct",
+        {
+            "blkio.io_serviced_recursive": "254:0 Read 10\n254:0 Write 4\n254:0 Total 14\nTotal 14",
+            "blkio.io_service_bytes_recursive": "254:0 Read 40960\n254:0 Write 8192\nTotal 49152",
+            "blkio.io_merged_recursive": "254:0 Read 2\n254:0 Write 1\nTotal 3",
+            "blkio.io_wait_time_recursive": f"254:0 Read {5 * ms}\n254:0 Write {3 * ms}",
+            "blkio.io_service_time_recursive": (
+                f"254:0 Read {7 * ms}\n254:0 Write {1 * ms}\n254:0 Total {8 * ms}"
+            ),
+        },
+    )
+    vda = diskstats_of(host)["vda"]
+    assert vda[:11] == (10, 2, 80, 12, 4, 1, 16, 4, 0, 8, 16)
+
+
+def test_service_diskstats_v2_io_stat(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    container(host)
+    host.write(
+        "io",
+        "/ct",
+        {
+            "io.stat": (
+                "254:0 rbytes=1048576 wbytes=8192 rios=100 wios=2 dbytes=4096 dios=1\n"
+                "7:0 rbytes=0 wbytes=0 rios=0 wios=0 dbytes=0 dios=0"
+            )
+        },
+    )
+    text = host.service().render("proc/diskstats", CT)
+    assert text == b" 254       0 vda 100 0 2048 0 2 0 16 0 0 0 0 1 0 8 0 0 0\n"
+
+
+@pytest.mark.parametrize("fields", [14, 18])
+def test_service_diskstats_older_host_field_counts(tmp_path: Path, fields: int) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    container(host)
+    (host.proc / "diskstats").write_text(
+        " 254       0 vda " + " ".join(["9"] * (fields - 3)) + "\n"
+    )
+    host.write("io", "/ct", {"io.stat": "254:0 rbytes=512 wbytes=0 rios=1 wios=0"})
+    text = host.service().render("proc/diskstats", CT).decode()
+    assert len(text.split()) == fields
+    assert text.split()[3:6] == ["1", "0", "1"]
+
+
+def test_service_diskstats_v2_without_io_stat_is_the_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    container(host)
+    assert host.service().answer("proc/diskstats", CT) == (host.proc / "diskstats").read_bytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_service_diskstats_root_cgroup_is_the_host_file(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    assert host.service().answer("proc/diskstats", 1) == (host.proc / "diskstats").read_bytes()
+
+
+# -- pressure --------------------------------------------------------------------------------
+
+PSI = (
+    "some avg10=1.50 avg60=0.75 avg300=0.10 total=123456\n"
+    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+)
+HOST_PSI = "some avg10=9.99 avg60=9.99 avg300=9.99 total=999999\n"
+
+
+def write_host_pressure(host: FixtureHost) -> None:
+    (host.proc / "pressure").mkdir(exist_ok=True)
+    for resource in ("cpu", "io", "memory"):
+        (host.proc / "pressure" / resource).write_text(HOST_PSI)
+
+
+def test_pressure_view_copies() -> None:
+    assert pressure.render(PSI.encode()) == PSI.encode()
+
+
+@pytest.mark.parametrize("resource", ["cpu", "io", "memory"])
+def test_service_pressure_v2_is_the_cgroup_file(tmp_path: Path, resource: str) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    write_host_pressure(host)
+    container(host)
+    (host.cgroup / "ct" / f"{resource}.pressure").write_text(PSI)
+    service = host.service()
+    assert f"proc/pressure/{resource}" in service.served_paths()
+    assert service.render(f"proc/pressure/{resource}", CT) == PSI.encode()
+    assert service.answer(f"proc/pressure/{resource}", CT) == PSI.encode()
+
+
+def test_service_pressure_v2_without_psi_is_the_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v2")  # booted with psi=0: no *.pressure files
+    write_host_pressure(host)
+    container(host)
+    assert host.service().answer("proc/pressure/io", CT) == HOST_PSI.encode()
+
+
+@pytest.mark.parametrize("kind", ["v1", "hybrid"])
+def test_service_pressure_v1_is_the_host_file(tmp_path: Path, kind: str) -> None:
+    host = FixtureHost(tmp_path, kind)
+    write_host_pressure(host)
+    container(host)
+    service = host.service()
+    # Not served at all without a v2 hierarchy that has controllers...
+    assert not any(path.startswith("proc/pressure/") for path in service.served_paths())
+    # ...and asked anyway, the answer is the host's file.
+    assert service.answer("proc/pressure/memory", CT) == HOST_PSI.encode()
+
+
+def test_service_pressure_root_cgroup_is_the_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v2")
+    write_host_pressure(host)
+    (host.cgroup / "cpu.pressure").write_text(PSI)
+    assert host.service().answer("proc/pressure/cpu", 1) == HOST_PSI.encode()
