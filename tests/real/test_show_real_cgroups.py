@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
+from procfs_view.cli import main
 from tests.cgroups import test_cgroup
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("real_cgroups")]
@@ -18,14 +21,24 @@ pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("
 MIB = 1024 * 1024
 
 
-def show(pid: int, *files: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "procfs_view", "show", *flags, "--pid", str(pid), *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@dataclass
+class Shown:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def show(capfdbinary: pytest.CaptureFixture[bytes]) -> Callable[..., Shown]:
+    """Run ``procfs-view show`` in this process (a Python start costs seconds in the VM)."""
+
+    def run(pid: int, *files: str, flags: tuple[str, ...] = ()) -> Shown:
+        capfdbinary.readouterr()
+        code = main(["show", *flags, "--pid", str(pid), *files])
+        out, err = capfdbinary.readouterr()
+        return Shown(code, out.decode(), err.decode())
+
+    return run
 
 
 def meminfo_kb(text: str, key: str) -> int:
@@ -36,7 +49,7 @@ def meminfo_kb(text: str, key: str) -> int:
     raise AssertionError(f"{key} missing from:\n{text}")
 
 
-def test_memory_cpuset_and_quota_of_a_real_cgroup() -> None:
+def test_memory_cpuset_and_quota_of_a_real_cgroup(show: Callable[..., Shown]) -> None:
     with test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50000, 100000)) as cgroup:
         sleeper = cgroup.spawn(["sleep", "120"])
         result = show(sleeper.pid, "meminfo", "cpuinfo", "cpu/online")
@@ -47,7 +60,7 @@ def test_memory_cpuset_and_quota_of_a_real_cgroup() -> None:
     assert result.stdout.endswith("\n0\n")
 
 
-def test_each_file_separately() -> None:
+def test_each_file_separately(show: Callable[..., Shown]) -> None:
     with test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50000, 100000)) as cgroup:
         sleeper = cgroup.spawn(["sleep", "120"])
         meminfo = show(sleeper.pid, "meminfo")
@@ -61,7 +74,7 @@ def test_each_file_separately() -> None:
     assert [line.split()[0] for line in cpu_lines] == ["cpu", "cpu0"]
 
 
-def test_cpu_view_counts_quota_over_period() -> None:
+def test_cpu_view_counts_quota_over_period(show: Callable[..., Shown]) -> None:
     with test_cgroup(cpus="0-1", cfs=(150000, 100000)) as cgroup:
         sleeper = cgroup.spawn(["sleep", "120"])
         with_view = show(sleeper.pid, "cpu/online", "cpuinfo", flags=("--enable-cfs",))
@@ -70,7 +83,7 @@ def test_cpu_view_counts_quota_over_period() -> None:
     assert with_view.stdout.count("processor\t: ") == 2
 
 
-def test_cpu_view_half_a_cpu_is_one_cpu() -> None:
+def test_cpu_view_half_a_cpu_is_one_cpu(show: Callable[..., Shown]) -> None:
     with test_cgroup(cpus="0-1", cfs=(50000, 100000)) as cgroup:
         sleeper = cgroup.spawn(["sleep", "120"])
         plain = show(sleeper.pid, "cpu/online")
@@ -79,7 +92,7 @@ def test_cpu_view_half_a_cpu_is_one_cpu() -> None:
     assert with_view.stdout == "0\n"
 
 
-def test_usage_of_a_busy_cgroup_shows_in_meminfo_and_stat() -> None:
+def test_usage_of_a_busy_cgroup_shows_in_meminfo_and_stat(show: Callable[..., Shown]) -> None:
     allocate = (
         "b = bytearray(64 * 1024 * 1024); import time; print('ok', flush=True); time.sleep(60)"
     )
@@ -97,7 +110,7 @@ def test_usage_of_a_busy_cgroup_shows_in_meminfo_and_stat() -> None:
     assert user + system >= 100  # at least 1 s of CPU, in USER_HZ ticks
 
 
-def test_vanished_pid_exits_1_with_one_line() -> None:
+def test_vanished_pid_exits_1_with_one_line(show: Callable[..., Shown]) -> None:
     process = subprocess.Popen(["true"])
     process.wait()
     result = show(process.pid, "meminfo")
@@ -107,7 +120,7 @@ def test_vanished_pid_exits_1_with_one_line() -> None:
     assert str(process.pid) in result.stderr
 
 
-def test_unknown_file_exits_2_listing_known_ones() -> None:
+def test_unknown_file_exits_2_listing_known_ones(show: Callable[..., Shown]) -> None:
     result = show(1, "nonsense")
     assert result.returncode == 2
     assert "proc/meminfo" in result.stderr
