@@ -1,0 +1,271 @@
+"""Read latency and throughput of procfs-view against LXCFS and the native files.
+
+Not a test: run it as root on a quiet machine, from a checkout::
+
+    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2]
+
+It mounts procfs-view (and LXCFS, when ``lxcfs`` is installed) in a temporary
+directory, makes one test cgroup (256 MiB, cpuset 0, quota 50000/100000), and runs the
+readers inside it, so both daemons do their full per-container work. One reader
+measures the median open+read+close time per file; then 1, 4 and 16 readers read all
+files round-robin for a fixed time and we count reads per second. Everything started
+here is stopped by pid and unmounted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+# Run as a script from a checkout: the test-cgroup helper lives in tests/.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.cgroups import TestCgroup, test_cgroup  # noqa: E402
+
+FILES = (
+    "proc/meminfo",
+    "proc/cpuinfo",
+    "proc/stat",
+    "proc/uptime",
+    "proc/loadavg",
+    "proc/diskstats",
+    "proc/swaps",
+    "sys/devices/system/cpu/online",
+)
+CONCURRENCY = (1, 4, 16)
+MIB = 1024 * 1024
+
+# One reader: per file, the median of N open+read-to-EOF+close, in nanoseconds.
+LATENCY_READER = """
+import json, os, statistics, sys, time
+roots, files, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+def once(path):
+    fd = os.open(path, os.O_RDONLY)
+    while os.read(fd, 65536):
+        pass
+    os.close(fd)
+result = {}
+for name, root in roots.items():
+    result[name] = {}
+    for f in files:
+        path = os.path.join(root, f)
+        for _ in range(min(50, n)):
+            once(path)
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            once(path)
+            samples.append(time.perf_counter_ns() - t)
+        result[name][f] = statistics.median(samples)
+print(json.dumps(result))
+"""
+
+# Many readers: all files round-robin until the deadline; prints how many reads it did.
+THROUGHPUT_READER = """
+import os, sys, time
+root, files = sys.argv[1], sys.argv[2].split(",")
+start, seconds = float(sys.argv[3]), float(sys.argv[4])
+paths = [os.path.join(root, f) for f in files]
+while time.time() < start:
+    time.sleep(0.001)
+deadline, count = start + seconds, 0
+while time.time() < deadline:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        while os.read(fd, 65536):
+            pass
+        os.close(fd)
+        count += 1
+print(count)
+"""
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(path)
+    return any(
+        line.split()[4] == target for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not (is_mounted(path) and (path / "proc/meminfo").exists()):
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with {process.returncode} before mounting")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not mount {path} within 30 s")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def mounted(argv: Sequence[str], mountpoint: Path, what: str, log: Path) -> Iterator[Path]:
+    """Run a FUSE daemon in the foreground; SIGTERM it by pid and make sure it unmounted."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(list(argv), stdout=log_file, stderr=log_file, env=env)
+    try:
+        wait_for(mountpoint, process, what)
+        yield mountpoint
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        if is_mounted(mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
+def latency(cgroup: TestCgroup, roots: dict[str, str], iterations: int) -> dict[str, Any]:
+    out = cgroup.run(
+        [
+            sys.executable,
+            "-c",
+            LATENCY_READER,
+            json.dumps(roots),
+            json.dumps(FILES),
+            str(iterations),
+        ],
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def throughput(cgroup: TestCgroup, root: str, readers: int, seconds: float) -> float:
+    start = time.time() + 1.0 + readers * 0.05  # every reader has started by then
+    argv = [
+        sys.executable,
+        "-c",
+        THROUGHPUT_READER,
+        root,
+        ",".join(FILES),
+        str(start),
+        str(seconds),
+    ]
+    processes = [cgroup.spawn(argv, stdout=subprocess.PIPE, text=True) for _ in range(readers)]
+    total = 0
+    for process in processes:
+        out, _ = process.communicate(timeout=seconds + 120)
+        total += int(out)
+    return total / seconds
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def number(value: float | None, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value / scale:,.1f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=2000, help="reads per file (latency)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput run")
+    parser.add_argument("--no-lxcfs", action="store_true", help="skip LXCFS even if installed")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (FUSE mounts with allow_other, test cgroups)", file=sys.stderr)
+        return 2
+    lxcfs = None if args.no_lxcfs else shutil.which("lxcfs")
+
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pv-bench-")))
+        cgroup = stack.enter_context(
+            test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50_000, 100_000))
+        )
+        roots = {"native": "/"}
+        pv = work / "procfs-view"
+        pv_argv = [
+            sys.executable, "-m", "procfs_view",
+            "--pidfile", str(work / "procfs-view.pid"), "--runtime-dir", str(work), str(pv),
+        ]  # fmt: skip
+        roots["procfs-view"] = str(
+            stack.enter_context(mounted(pv_argv, pv, "procfs-view", work / "pv.log"))
+        )
+        if lxcfs is not None:
+            lx = work / "lxcfs"
+            lx_argv = [lxcfs, "-p", str(work / "lxcfs.pid"), str(lx)]
+            roots["lxcfs"] = str(
+                stack.enter_context(mounted(lx_argv, lx, "lxcfs", work / "lx.log"))
+            )
+
+        lat = latency(cgroup, roots, args.iterations)
+        tput = {
+            name: {n: throughput(cgroup, root, n, args.seconds) for n in CONCURRENCY}
+            for name, root in roots.items()
+        }
+        report(lat, tput, lxcfs is not None, args)
+    return 0
+
+
+def report(
+    lat: dict[str, Any],
+    tput: dict[str, dict[int, float]],
+    with_lxcfs: bool,
+    args: argparse.Namespace,
+) -> None:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        "unknown CPU",
+    )  # fmt: skip
+    print(f"# {os.uname().nodename}: {cpu}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
+    print(
+        f"# reader in a test cgroup (256 MiB, cpuset 0, quota 0.5 CPU); median of "
+        f"{args.iterations} open+read+close per file; throughput over {args.seconds:g} s"
+    )
+    print()
+    header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"
+    if with_lxcfs:
+        header += f"{'lxcfs us':>10}{'pv/lxcfs':>10}"
+    header += f"{'pv/native':>11}"
+    print(header)
+    for f in FILES:
+        native = lat["native"][f]
+        pv = lat["procfs-view"][f]
+        line = f"{f:<32}{number(native, 1000):>10}{number(pv, 1000):>16}"
+        if with_lxcfs:
+            lx = lat["lxcfs"][f]
+            line += f"{number(lx, 1000):>10}{ratio(pv, lx):>10}"
+        line += f"{ratio(pv, native):>11}"
+        print(line)
+    print()
+    print("throughput: reads per second of all files round-robin (higher is better)")
+    header = f"{'readers':<32}{'native':>10}{'procfs-view':>16}"
+    if with_lxcfs:
+        header += f"{'lxcfs':>10}{'pv/lxcfs':>10}"
+    header += f"{'pv/native':>11}"
+    print(header)
+    for n in CONCURRENCY:
+        native = tput["native"][n]
+        pv = tput["procfs-view"][n]
+        line = f"{n:<32}{native:>10,.0f}{pv:>16,.0f}"
+        if with_lxcfs:
+            lx = tput["lxcfs"][n]
+            line += f"{lx:>10,.0f}{ratio(pv, lx):>10}"
+        line += f"{ratio(pv, native):>11}"
+        print(line)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

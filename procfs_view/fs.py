@@ -1,0 +1,401 @@
+"""The pyfuse3 Operations: a read-only tree of the served paths, content rendered at open.
+
+This layer knows nothing about meminfo or cgroups. It builds its directory tree from
+``ViewService.served_paths()``, asks ``ViewService.answer(path, ctx.pid)`` once per open
+(``read`` gets no request context, so the caller must be identified at open) and serves
+every read offset from that snapshot, so one reader always sees one consistent file.
+
+Every handler goes through :func:`errno_boundary`: pyfuse3 lets handlers raise only
+``FUSEError``; anything else escapes into ``pyfuse3.main()`` and takes the whole mount
+down, for every container on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import pyfuse3
+from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
+
+from procfs_view.logsetup import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# LXCFS uses 0.5 s; our tree only changes on SIGUSR1 (and we invalidate then), so
+# entries can be cached longer. Each lookup round trip costs a reader latency.
+ENTRY_TIMEOUT = 5.0
+ATTR_TIMEOUT = 1.0
+# Before a path was ever rendered we report a page: enough for tools that stat first
+# and read st_size bytes. direct_io makes the kernel ignore st_size for reads anyway.
+DEFAULT_SIZE = 4096
+FILE_MODE = stat.S_IFREG | 0o444
+DIR_MODE = stat.S_IFDIR | 0o555
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_unexpected = RateLimiter(interval=60.0)
+
+
+class Service(Protocol):
+    """What the filesystem needs from ``procfs_view.service.ViewService``."""
+
+    def served_paths(self) -> tuple[str, ...]: ...
+
+    def answer(self, path: str, pid: int) -> bytes: ...
+
+
+def errno_boundary(
+    handler: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn any exception other than ``FUSEError`` into EIO, logged at most once a minute.
+
+    Cancellation and KeyboardInterrupt are BaseExceptions and pass through untouched.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:
+            key = f"{handler.__name__}:{type(exc).__name__}"
+            suppressed = _unexpected.allow(key)
+            if suppressed is not None:
+                log.error(
+                    "%s failed, answering EIO (%d similar errors suppressed)",
+                    handler.__name__,
+                    suppressed,
+                    exc_info=True,
+                )
+            raise pyfuse3.FUSEError(errno.EIO) from exc
+
+    wrapper.__errno_boundary__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+@dataclass
+class Node:
+    """One inode: a directory (``children``) or a served file (``path``)."""
+
+    inode: InodeT
+    path: str  # served path, "" for the root
+    is_dir: bool
+    parent: InodeT = pyfuse3.ROOT_INODE
+    children: dict[bytes, InodeT] = field(default_factory=dict)
+    size: int = DEFAULT_SIZE
+
+
+class Tree:
+    """Inode table built from the served paths; inode numbers are stable across rebuilds."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[InodeT, Node] = {}
+        self._by_path: dict[str, InodeT] = {"": pyfuse3.ROOT_INODE}
+        self._next = itertools.count(pyfuse3.ROOT_INODE + 1)
+
+    def build(self, served: Iterable[str]) -> None:
+        """(Re)build the tree; a path that stays keeps its inode so kernel caches stay valid."""
+        old = self.nodes
+        nodes: dict[InodeT, Node] = {}
+        root = Node(pyfuse3.ROOT_INODE, "", is_dir=True, parent=pyfuse3.ROOT_INODE)
+        nodes[root.inode] = root
+        for served_path in served:
+            parts = [p for p in served_path.split("/") if p]
+            if not parts:
+                raise ValueError(f"empty served path {served_path!r}")
+            parent = root
+            for depth, part in enumerate(parts, start=1):
+                path = "/".join(parts[:depth])
+                leaf = depth == len(parts)
+                inode = self._inode_for(path)
+                node = nodes.get(inode)
+                if node is None:
+                    node = Node(inode, path, is_dir=not leaf, parent=parent.inode)
+                    previous = old.get(inode)
+                    if previous is not None and previous.is_dir == node.is_dir:
+                        node.size = previous.size
+                    nodes[inode] = node
+                elif node.is_dir == leaf:
+                    raise ValueError(f"served path {path!r} is both a file and a directory")
+                parent.children[part.encode()] = inode
+                parent = node
+        self.nodes = nodes
+
+    def _inode_for(self, path: str) -> InodeT:
+        inode = self._by_path.get(path)
+        if inode is None:
+            inode = InodeT(next(self._next))
+            self._by_path[path] = inode
+        return inode
+
+    def get(self, inode: InodeT) -> Node:
+        node = self.nodes.get(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+
+class ViewFS(pyfuse3.Operations):
+    """Read-only FUSE filesystem serving ``service.answer(path, caller pid)``."""
+
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, service: Service) -> None:
+        super().__init__()
+        self.tree = Tree()
+        self._service = service
+        self.tree.build(service.served_paths())
+        self._handles: dict[FileHandleT, bytes] = {}
+        self._next_fh = itertools.count(1)
+        self._mount_time_ns = time.time_ns()
+
+    @property
+    def service(self) -> Service:
+        return self._service
+
+    def set_service(self, service: Service) -> None:
+        """Swap the service (SIGUSR1 reload); open handles keep the content they rendered."""
+        old_nodes = self.tree.nodes
+        self.tree.build(service.served_paths())
+        self._service = service
+        for inode, node in old_nodes.items():
+            if inode == pyfuse3.ROOT_INODE:
+                continue
+            if inode not in self.tree.nodes:
+                log.info("no longer serving %s", node.path)
+
+    def open_handles(self) -> int:
+        return len(self._handles)
+
+    # -- attributes -------------------------------------------------------------------
+
+    def _attributes(self, node: Node) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.inode
+        attr.generation = 0
+        attr.entry_timeout = ENTRY_TIMEOUT
+        attr.attr_timeout = ATTR_TIMEOUT
+        if node.is_dir:
+            attr.st_mode = DIR_MODE
+            attr.st_nlink = 2 + sum(
+                1 for child in node.children.values() if self.tree.nodes[child].is_dir
+            )
+            attr.st_size = 0
+        else:
+            attr.st_mode = FILE_MODE
+            attr.st_nlink = 1
+            attr.st_size = node.size
+        attr.st_uid = 0
+        attr.st_gid = 0
+        attr.st_rdev = 0
+        attr.st_blksize = 4096
+        attr.st_blocks = 0
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = self._mount_time_ns
+        return attr
+
+    @errno_boundary
+    async def lookup(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self.tree.get(parent_inode)
+        if not parent.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        if name == b".":
+            return self._attributes(parent)
+        if name == b"..":
+            return self._attributes(self.tree.get(parent.parent))
+        inode = parent.children.get(name)
+        if inode is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attributes(self.tree.get(inode))
+
+    @errno_boundary
+    async def getattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attributes(self.tree.get(inode))
+
+    async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
+        """Nothing to do: the tree is static and small, inodes are never freed."""
+
+    @errno_boundary
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_blocks = data.f_bfree = data.f_bavail = 0
+        data.f_files = len(self.tree.nodes)
+        data.f_ffree = data.f_favail = 0
+        data.f_namemax = 255
+        return data
+
+    @errno_boundary
+    async def access(self, inode: InodeT, mode: ModeT, ctx: pyfuse3.RequestContext) -> bool:
+        # Only called without default_permissions (e.g. a custom -o); be as strict.
+        self.tree.get(inode)
+        return not mode & os.W_OK
+
+    # -- files ------------------------------------------------------------------------
+
+    @errno_boundary
+    async def open(
+        self, inode: InodeT, flags: FlagT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
+        node = self.tree.get(inode)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if flags & _WRITE_FLAGS:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        content = self._service.answer(node.path, ctx.pid)
+        node.size = len(content)
+        fh = FileHandleT(next(self._next_fh))
+        self._handles[fh] = content
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
+
+    @errno_boundary
+    async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
+        content = self._handles.get(fh)
+        if content is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return content[off : off + size]
+
+    @errno_boundary
+    async def release(self, fh: FileHandleT) -> None:
+        self._handles.pop(fh, None)
+
+    # -- directories ------------------------------------------------------------------
+
+    @errno_boundary
+    async def opendir(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> FileHandleT:
+        if not self.tree.get(inode).is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return FileHandleT(inode)
+
+    @errno_boundary
+    async def readdir(self, fh: FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        node = self.tree.get(InodeT(fh))
+        # A snapshot sorted by name: start_id is the index of the next entry to return.
+        entries = sorted(node.children.items())
+        for index in range(start_id, len(entries)):
+            name, inode = entries[index]
+            child = self.tree.nodes.get(inode)
+            if child is None:
+                continue
+            if not pyfuse3.readdir_reply(token, name, self._attributes(child), index + 1):
+                break
+
+    @errno_boundary
+    async def releasedir(self, fh: FileHandleT) -> None:
+        return None
+
+    # -- everything that would change the tree: read-only filesystem ------------------
+
+    @errno_boundary
+    async def setattr(
+        self,
+        inode: InodeT,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: FileHandleT | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def create(
+        self,
+        parent_inode: InodeT,
+        name: FileNameT,
+        mode: ModeT,
+        flags: FlagT,
+        ctx: pyfuse3.RequestContext,
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def mknod(
+        self,
+        parent_inode: InodeT,
+        name: FileNameT,
+        mode: ModeT,
+        rdev: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def mkdir(
+        self, parent_inode: InodeT, name: FileNameT, mode: ModeT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def unlink(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def rmdir(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def symlink(
+        self,
+        parent_inode: InodeT,
+        name: FileNameT,
+        target: FileNameT,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def rename(
+        self,
+        parent_inode_old: InodeT,
+        name_old: FileNameT,
+        parent_inode_new: InodeT,
+        name_new: FileNameT,
+        flags: FlagT,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def link(
+        self,
+        inode: InodeT,
+        new_parent_inode: InodeT,
+        new_name: FileNameT,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def setxattr(
+        self, inode: InodeT, name: XAttrNameT, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    @errno_boundary
+    async def removexattr(
+        self, inode: InodeT, name: XAttrNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)

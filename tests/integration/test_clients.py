@@ -1,0 +1,71 @@
+"""Real tools inside a "container": a private mount namespace with our files bound over
+/proc and /sys, the process in the issue's test cgroup (256 MiB, cpuset 0, quota 0.5 CPU).
+
+This is what LXC hooks and the Kubernetes webhooks set up; the tools are what people run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from tests.cgroups import TestCgroup, test_cgroup
+from tests.integration.helpers import MIB, TIMEOUT, Daemon, in_view_argv, in_view_env
+
+pytestmark = [pytest.mark.root, pytest.mark.fuse, pytest.mark.cgroup2vm]
+
+LIMIT = 256 * MIB
+
+
+@pytest.fixture
+def container(shared_mount: Daemon) -> Iterator[tuple[Daemon, TestCgroup]]:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    with test_cgroup(memory_limit=LIMIT, cpus="0", cfs=(50_000, 100_000)) as cgroup:
+        yield shared_mount, cgroup
+
+
+def run_inside(container: tuple[Daemon, TestCgroup], argv: Sequence[str]) -> str:
+    daemon, cgroup = container
+    return cgroup.run(in_view_argv(argv), timeout=TIMEOUT, env=in_view_env(daemon.mountpoint))
+
+
+def test_free_reports_the_limit(container: tuple[Daemon, TestCgroup]) -> None:
+    out = run_inside(container, ["free", "-b"])
+    mem = next(line.split() for line in out.splitlines() if line.startswith("Mem:"))
+    assert int(mem[1]) == 268435456, out
+
+
+def test_getconf_sees_one_cpu(container: tuple[Daemon, TestCgroup]) -> None:
+    assert run_inside(container, ["getconf", "_NPROCESSORS_ONLN"]).strip() == "1"
+
+
+def test_top_runs_and_shows_256_mib(container: tuple[Daemon, TestCgroup]) -> None:
+    out = run_inside(container, ["top", "-bn1"])
+    match = re.search(r"MiB Mem\s*:\s*([\d.]+)\s+total", out)
+    assert match is not None, out
+    assert match.group(1) == "256.0", out
+
+
+def test_uptime_runs(container: tuple[Daemon, TestCgroup]) -> None:
+    out = run_inside(container, ["uptime"])
+    assert "load average" in out, out
+
+
+def test_psutil_sees_the_container(container: tuple[Daemon, TestCgroup]) -> None:
+    script = "import psutil; print(psutil.virtual_memory().total, psutil.cpu_count())"
+    total, cpus = run_inside(container, [sys.executable, "-c", script]).split()
+    assert int(total) == 268435456
+    assert int(cpus) == 1
+
+
+def test_cpuinfo_through_the_bind_shows_one_processor(
+    container: tuple[Daemon, TestCgroup],
+) -> None:
+    out = run_inside(container, ["cat", "/proc/cpuinfo", "/sys/devices/system/cpu/online"])
+    assert sum(1 for line in out.splitlines() if line.startswith("processor")) == 1
+    assert out.endswith("\n0\n")

@@ -1,0 +1,175 @@
+"""ViewFS handlers called directly, without a mount: the caller is fixed at open, every
+offset comes from that snapshot, and no exception other than FUSEError ever escapes."""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import pyfuse3
+import pytest
+import trio
+
+from procfs_view.fs import FILE_MODE, ViewFS
+
+T = TypeVar("T")
+
+
+@dataclass
+class Ctx:
+    """Stands in for pyfuse3.RequestContext (which cannot be built from Python)."""
+
+    pid: int
+    uid: int = 0
+    gid: int = 0
+    umask: int = 0o022
+
+
+@dataclass
+class FakeService:
+    """Answers "<path> for <pid> #<n>" so tests can see who was asked, and how often."""
+
+    paths: tuple[str, ...] = ("proc/meminfo", "proc/stat", "sys/devices/system/cpu/online")
+    calls: list[tuple[str, int]] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    def served_paths(self) -> tuple[str, ...]:
+        return self.paths
+
+    def answer(self, path: str, pid: int) -> bytes:
+        self.calls.append((path, pid))
+        if self.fail is not None:
+            raise self.fail
+        return f"{path} for {pid} #{len(self.calls)}\n".encode()
+
+
+def run(handler: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def call() -> T:
+        return await handler(*args)
+
+    return trio.run(call)
+
+
+def ctx(pid: int = 1234) -> pyfuse3.RequestContext:
+    return cast(pyfuse3.RequestContext, Ctx(pid))
+
+
+def lookup_path(fs: ViewFS, path: str) -> pyfuse3.EntryAttributes:
+    inode = pyfuse3.ROOT_INODE
+    attr = run(fs.getattr, inode, ctx())
+    for part in path.split("/"):
+        attr = run(fs.lookup, inode, part.encode(), ctx())
+        inode = attr.st_ino
+    return attr
+
+
+def errno_of(handler: Callable[..., Awaitable[object]], *args: Any) -> int:
+    with pytest.raises(pyfuse3.FUSEError) as caught:
+        run(handler, *args)
+    return caught.value.errno
+
+
+def test_tree_is_built_from_served_paths() -> None:
+    fs = ViewFS(FakeService())
+    root = run(fs.getattr, pyfuse3.ROOT_INODE, ctx())
+    assert stat.S_ISDIR(root.st_mode)
+    assert stat.S_IMODE(root.st_mode) == 0o555
+    online = lookup_path(fs, "sys/devices/system/cpu/online")
+    assert online.st_mode == FILE_MODE
+    assert stat.S_IMODE(lookup_path(fs, "sys/devices/system").st_mode) == 0o555
+    assert run(fs.lookup, pyfuse3.ROOT_INODE, b".", ctx()).st_ino == pyfuse3.ROOT_INODE
+    proc = lookup_path(fs, "proc")
+    assert run(fs.lookup, proc.st_ino, b"..", ctx()).st_ino == pyfuse3.ROOT_INODE
+
+
+def test_unknown_names_are_enoent() -> None:
+    fs = ViewFS(FakeService())
+    proc = lookup_path(fs, "proc")
+    assert errno_of(fs.lookup, proc.st_ino, b"slabinfo", ctx()) == errno.ENOENT
+    assert errno_of(fs.getattr, 9999, ctx()) == errno.ENOENT
+    meminfo = lookup_path(fs, "proc/meminfo")
+    assert errno_of(fs.lookup, meminfo.st_ino, b"x", ctx()) == errno.ENOTDIR
+
+
+def test_caller_is_fixed_at_open_and_every_offset_comes_from_the_snapshot() -> None:
+    service = FakeService()
+    fs = ViewFS(service)
+    inode = lookup_path(fs, "proc/meminfo").st_ino
+    info = run(fs.open, inode, os.O_RDONLY, ctx(pid=42))
+    assert info.direct_io
+    assert not info.keep_cache
+    content = b"proc/meminfo for 42 #1\n"
+    assert run(fs.read, info.fh, 0, 4096) == content
+    assert run(fs.read, info.fh, 5, 3) == content[5:8]
+    assert run(fs.read, info.fh, len(content), 10) == b""
+    assert service.calls == [("proc/meminfo", 42)]  # rendered once, at open
+    # The size a stat reports follows what was last rendered.
+    assert run(fs.getattr, inode, ctx()).st_size == len(content)
+    other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
+    assert run(fs.read, other.fh, 0, 4096) == b"proc/meminfo for 7 #2\n"
+    assert run(fs.read, info.fh, 0, 4096) == content
+    run(fs.release, info.fh)
+    assert errno_of(fs.read, info.fh, 0, 10) == errno.EBADF
+    run(fs.release, other.fh)
+    assert fs.open_handles() == 0
+
+
+def test_write_opens_and_changes_are_erofs() -> None:
+    fs = ViewFS(FakeService())
+    meminfo = lookup_path(fs, "proc/meminfo").st_ino
+    proc = lookup_path(fs, "proc").st_ino
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_APPEND):
+        assert errno_of(fs.open, meminfo, flags, ctx()) == errno.EROFS
+    assert errno_of(fs.open, proc, os.O_RDONLY, ctx()) == errno.EISDIR
+    assert errno_of(fs.write, 1, 0, b"x") == errno.EROFS
+    assert errno_of(fs.mkdir, proc, b"d", 0o755, ctx()) == errno.EROFS
+    assert errno_of(fs.unlink, proc, b"meminfo", ctx()) == errno.EROFS
+    assert errno_of(fs.rename, proc, b"meminfo", proc, b"m", 0, ctx()) == errno.EROFS
+    assert errno_of(fs.create, proc, b"new", 0o644, os.O_WRONLY, ctx()) == errno.EROFS
+
+
+def test_unexpected_exception_becomes_eio_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    service = FakeService(fail=RuntimeError("view bug"))
+    fs = ViewFS(service)
+    inode = lookup_path(fs, "proc/stat").st_ino
+    with caplog.at_level(logging.ERROR, logger="procfs_view.fs"):
+        for _ in range(5):
+            assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.EIO
+    # Rate-limited: one record for five identical failures.
+    assert len([r for r in caplog.records if "open failed" in r.getMessage()]) == 1
+    assert fs.open_handles() == 0
+
+
+def test_oserror_from_the_service_becomes_eio() -> None:
+    fs = ViewFS(FakeService(fail=PermissionError(errno.EACCES, "host file unreadable")))
+    inode = lookup_path(fs, "proc/meminfo").st_ino
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.EIO
+
+
+def test_every_handler_goes_through_the_errno_boundary() -> None:
+    handlers = [
+        name
+        for name, member in vars(ViewFS).items()
+        if inspect.iscoroutinefunction(member) and name != "forget"
+    ]
+    assert {"lookup", "getattr", "open", "read", "release", "readdir"} <= set(handlers)
+    for name in handlers:
+        assert getattr(vars(ViewFS)[name], "__errno_boundary__", False), name
+
+
+def test_set_service_keeps_inodes_and_open_handles() -> None:
+    fs = ViewFS(FakeService())
+    inode = lookup_path(fs, "proc/meminfo").st_ino
+    info = run(fs.open, inode, os.O_RDONLY, ctx(pid=5))
+    fs.set_service(FakeService(paths=("proc/meminfo", "proc/pressure/cpu")))
+    assert lookup_path(fs, "proc/meminfo").st_ino == inode
+    assert lookup_path(fs, "proc/pressure/cpu").st_mode == FILE_MODE
+    proc = lookup_path(fs, "proc").st_ino
+    assert errno_of(fs.lookup, proc, b"stat", ctx()) == errno.ENOENT
+    assert run(fs.read, info.fh, 0, 100) == b"proc/meminfo for 5 #1\n"

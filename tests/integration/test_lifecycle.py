@@ -1,0 +1,194 @@
+"""The daemon's life: clean stop, one instance per pidfile, recovery from a killed daemon,
+refusing foreign directories, and the SIGUSR1/SIGUSR2 controls of LXCFS."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cgroups import test_cgroup
+from tests.integration.helpers import (
+    MIB,
+    TIMEOUT,
+    Daemon,
+    StartDaemon,
+    host_meminfo_kb,
+    is_mounted,
+    kill_started,
+    meminfo_kb,
+)
+
+pytestmark = pytest.mark.fuse
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_sigterm_unmounts_removes_pidfile_and_exits_0(mounted: Daemon) -> None:
+    assert mounted.pidfile.read_text().strip() == str(mounted.process.pid)
+    assert mounted.stop() == 0
+    assert not is_mounted(mounted.mountpoint)
+    assert not mounted.pidfile.exists()
+    assert os.listdir(mounted.mountpoint) == []
+
+
+def test_sigint_also_stops_cleanly(mounted: Daemon) -> None:
+    mounted.send(signal.SIGINT)
+    assert mounted.process.wait(timeout=TIMEOUT) == 0
+    assert not is_mounted(mounted.mountpoint)
+
+
+def test_second_daemon_on_the_same_pidfile_fails_and_leaves_it(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    first = start_daemon()
+    second = start_daemon(mountpoint=tmp_path / "other", pidfile=first.pidfile, wait=False)
+    assert second.process.wait(timeout=TIMEOUT) != 0
+    assert "another procfs-view" in second.log()
+    assert str(first.process.pid) in second.log()
+    assert first.pidfile.read_text().strip() == str(first.process.pid)
+    assert not is_mounted(tmp_path / "other")
+    assert first.path("proc/meminfo").read_text().startswith("MemTotal:")
+
+
+def test_second_daemon_on_a_served_mountpoint_refuses(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    first = start_daemon()
+    second = start_daemon(pidfile=tmp_path / "second.pid", wait=False)
+    assert second.process.wait(timeout=TIMEOUT) != 0
+    assert "already served" in second.log()
+    assert first.process.poll() is None
+    assert first.path("proc/meminfo").read_text().startswith("MemTotal:")
+
+
+def test_killed_daemon_leaves_a_dead_mount_that_the_next_start_recovers(
+    start_daemon: StartDaemon,
+) -> None:
+    first = start_daemon()
+    first.process.kill()
+    first.process.wait(timeout=TIMEOUT)
+    # statvfs, not stat: stat may be answered from the kernel's attribute cache.
+    with pytest.raises(OSError, match="not connected") as dead:
+        os.statvfs(first.mountpoint)
+    assert dead.value.errno == errno.ENOTCONN
+    second = start_daemon()  # same mountpoint, same (now stale, unlocked) pidfile
+    assert "dead fuse.procfs-view mount" in second.log()
+    assert second.path("proc/meminfo").read_text().startswith("MemTotal:")
+    assert second.pidfile.read_text().strip() == str(second.process.pid)
+    mounts_here = [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == str(second.mountpoint)
+    ]
+    assert len(mounts_here) == 1, mounts_here
+    assert second.stop() == 0
+    assert not is_mounted(second.mountpoint)
+
+
+def test_refuses_a_non_empty_foreign_directory(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "data").write_text("precious")
+    daemon = start_daemon(mountpoint=occupied, wait=False)
+    assert daemon.process.wait(timeout=TIMEOUT) != 0
+    assert "not empty" in daemon.log()
+    assert (occupied / "data").read_text() == "precious"
+    assert not is_mounted(occupied)
+
+
+def test_creates_a_missing_mountpoint(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    daemon = start_daemon(mountpoint=tmp_path / "a" / "b" / "lxcfs")
+    assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
+
+
+def test_extra_fuse_options_are_passed(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(args=["-o", "noatime"])
+    line = next(
+        line.split()
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1] == str(daemon.mountpoint)
+    )
+    assert "noatime" in line[3].split(",")
+
+
+@pytest.mark.root
+def test_sigusr2_toggles_virtualization_off_and_on(mounted: Daemon) -> None:
+    with test_cgroup(memory_limit=256 * MIB) as cgroup:
+
+        def mem_total() -> int:
+            return meminfo_kb(cgroup.run(["cat", str(mounted.path("proc/meminfo"))]), "MemTotal")
+
+        assert mem_total() == 262144
+        mounted.send(signal.SIGUSR2)
+        wait_until(lambda: mem_total() == host_meminfo_kb("MemTotal"), "host content")
+        mounted.send(signal.SIGUSR2)
+        wait_until(lambda: mem_total() == 262144, "virtualized content again")
+    assert mounted.log().count("SIGUSR2") == 2
+
+
+@pytest.mark.root
+def test_sigusr1_reloads_without_disturbing_open_readers(mounted: Daemon) -> None:
+    # Reads half the file, waits for a line on stdin, reads the rest, then re-opens.
+    script = (
+        "import os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "head = os.read(fd, 40)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "rest = b''\n"
+        "while chunk := os.read(fd, 64):\n"
+        "    rest += chunk\n"
+        "print((head + rest).decode().replace('\\n', '|'), flush=True)\n"
+        "print(open(sys.argv[1]).read().replace('\\n', '|'), flush=True)\n"
+    )
+    with test_cgroup(memory_limit=256 * MIB) as cgroup:
+        reader = cgroup.spawn(
+            [sys.executable, "-c", script, str(mounted.path("proc/meminfo"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert reader.stdout is not None
+            assert reader.stdin is not None
+            assert reader.stdout.readline().strip() == "ready"
+            mounted.send(signal.SIGUSR1)
+            mounted.wait_for_log("SIGUSR1: reloaded")
+            reader.stdin.write("go\n")
+            reader.stdin.flush()
+            snapshot = reader.stdout.readline().rstrip("\n").replace("|", "\n")
+            after = reader.stdout.readline().rstrip("\n").replace("|", "\n")
+            assert reader.wait(timeout=TIMEOUT) == 0
+        finally:
+            kill_started(reader)
+    assert meminfo_kb(snapshot, "MemTotal") == 262144
+    assert snapshot.endswith("kB\n")
+    assert meminfo_kb(after, "MemTotal") == 262144
+    assert is_mounted(mounted.mountpoint)
+    assert "reload failed" not in mounted.log()
+
+
+def test_sigterm_with_a_reader_holding_a_file_still_unmounts(mounted: Daemon) -> None:
+    fd = os.open(mounted.path("proc/meminfo"), os.O_RDONLY)
+    try:
+        os.read(fd, 10)
+        assert mounted.stop() == 0
+        assert not is_mounted(mounted.mountpoint)  # detached lazily, gone from the table
+    finally:
+        with contextlib.suppress(OSError):  # the close's FLUSH finds no daemon: ENOTCONN
+            os.close(fd)
