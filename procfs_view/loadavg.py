@@ -157,6 +157,7 @@ class LoadTracker:
             if count is None:
                 return None
             state = self.cgroups[cgroup] = CgroupLoad(self.clock(), latest=count)
+            log.debug("loadavg: sampling %s from now on", cgroup)
         state.last_read = self.clock()
         return state.sample()
 

@@ -75,13 +75,14 @@ def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict
         "Shmem": kb(stat.shmem),
         "AnonHugePages": kb(stat.anon_thp),
     }
-    if stat.slab_reclaimable is not None or stat.slab_unreclaimable is not None:
-        reclaimable_slab = kb(stat.slab_reclaimable or 0)
-        unreclaimable_slab = kb(stat.slab_unreclaimable or 0)
-        values["KReclaimable"] = reclaimable_slab
-        values["SReclaimable"] = reclaimable_slab
-        values["SUnreclaim"] = unreclaimable_slab
-        values["Slab"] = min(total, reclaimable_slab + unreclaimable_slab)
+    # v1's memory.stat has no slab keys: the cgroup's slab is then unknown, and showing the
+    # host's would inflate free's buff/cache (Cached + SReclaimable) past MemTotal.
+    reclaimable_slab = kb(stat.slab_reclaimable or 0)
+    unreclaimable_slab = kb(stat.slab_unreclaimable or 0)
+    values["KReclaimable"] = reclaimable_slab
+    values["SReclaimable"] = reclaimable_slab
+    values["SUnreclaim"] = unreclaimable_slab
+    values["Slab"] = min(total, reclaimable_slab + unreclaimable_slab)
     # Mlocked pages are a subset of the unevictable ones; neither cgroup version reports
     # them, so bound the host figure by the cgroup's Unevictable.
     values["Mlocked"] = min(max(0, host.kb("Mlocked")), values["Unevictable"])

@@ -156,3 +156,20 @@ def test_missing_memory_stat_still_gives_total_and_free(tmp_path: Path, kind: st
     (host.cgroup_dir("memory", "/pod/ct") / "memory.stat").unlink()
     shown = values(host.service().render("proc/meminfo", 500))
     assert (shown["MemTotal"], shown["MemFree"]) == (256 * 1024, 246 * 1024)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_free_used_and_buff_cache_add_up(tmp_path: Path, kind: str) -> None:
+    """free: used = total - free - buffers - cache - SReclaimable; none may go negative,
+    even on v1 where memory.stat has no slab keys (the host's slab must not leak in)."""
+    host = container(tmp_path, kind)
+    stat = {"file": 30 * MIB, "active_file": 20 * MIB, "inactive_file": 10 * MIB}
+    if kind == "v2":
+        stat.update(slab_reclaimable=4 * MIB, slab_unreclaimable=2 * MIB)
+    host.set_memory("/pod/ct", 256 * MIB, 100 * MIB, stat)
+    shown = values(host.service().render("proc/meminfo", 500))
+    buff_cache = shown["Buffers"] + shown["Cached"] + shown["SReclaimable"]
+    used = shown["MemTotal"] - shown["MemFree"] - buff_cache
+    assert used >= 0
+    assert buff_cache <= shown["MemTotal"] - shown["MemFree"]
+    assert shown["SReclaimable"] == (4 * 1024 if kind == "v2" else 0)
