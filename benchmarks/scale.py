@@ -1,0 +1,234 @@
+"""Latency as the number of containers grows: 1, 100 and 1000 cgroups read round-robin.
+
+Not a test: run it as root from a checkout::
+
+    python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000]
+
+For each size N it makes N memory cgroups (limits 64..163 MiB, so every answer can be
+checked) with a sleeping process in each, mounts procfs-view and, when installed, LXCFS,
+and has one reader hop from cgroup to cgroup (it moves itself; the move is not timed),
+timing open+read+close of proc/meminfo. Every answer's MemTotal is checked against the
+cgroup's limit, so a cache that crossed containers would be reported. It prints median
+latency per N, the ratio to N=1, the ratio to LXCFS, and procfs-view's RSS and CPU time;
+then the daemon's CPU use over 5 idle seconds. Everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from read_latency import REPO, is_mounted, wait_for
+
+from procfs_view.cgroup import discover_layout
+
+MIB = 1024 * 1024
+
+# Hops between cgroups and times each read; prints JSON {median_ns, wrong}.
+READER = """
+import json, os, statistics, sys, time
+root, reads = sys.argv[1], int(sys.argv[4])
+procs_files, limits = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+path = os.path.join(root, "proc/meminfo")
+me = str(os.getpid()).encode()
+samples, wrong = [], 0
+for i in range(reads + len(procs_files)):
+    index = i % len(procs_files)
+    fd = os.open(procs_files[index], os.O_WRONLY); os.write(fd, me); os.close(fd)
+    t = time.perf_counter_ns()
+    fd = os.open(path, os.O_RDONLY)
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    elapsed = time.perf_counter_ns() - t
+    if i >= len(procs_files) or len(procs_files) == 1:
+        samples.append(elapsed)
+    total_kb = int(data.split(b"\\n", 1)[0].split()[1])
+    if total_kb != limits[index] // 1024:
+        wrong += 1
+print(json.dumps({"median_ns": statistics.median(samples), "wrong": wrong}))
+"""
+
+
+def process_figures(pid: int) -> tuple[int, float]:
+    """(RSS in KiB, user+system CPU seconds) of ``pid``."""
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss, (int(fields[11]) + int(fields[12])) / ticks
+
+
+@contextlib.contextmanager
+def daemon(argv: Sequence[str], mountpoint: Path, what: str, log: Path) -> Iterator[int]:
+    """Run a FUSE daemon; yields its pid; SIGTERMs it (by pid) and checks the unmount."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(list(argv), stdout=log_file, stderr=log_file, env=env)
+    try:
+        wait_for(mountpoint, process, what)
+        yield process.pid
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        if is_mounted(mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
+@contextlib.contextmanager
+def cgroups(count: int) -> Iterator[tuple[list[str], list[int]]]:
+    """``count`` memory cgroups, each with a limit and a sleeping process; removed after."""
+    hierarchy = discover_layout().hierarchy_for("memory")
+    if hierarchy is None:
+        raise SystemExit("no memory cgroup controller")
+    prefix = f"procfs-view-bench-{secrets.token_hex(3)}"
+    directories: list[Path] = []
+    sleepers: list[subprocess.Popen[bytes]] = []
+    limits: list[int] = []
+    limit_file = "memory.max" if hierarchy.version == 2 else "memory.limit_in_bytes"
+    try:
+        for index in range(count):
+            directory = hierarchy.mount_point / f"{prefix}-{index}"
+            directory.mkdir()
+            directories.append(directory)
+            limits.append((64 + index % 100) * MIB)
+            (directory / limit_file).write_text(str(limits[-1]))
+            procs = str(directory / "cgroup.procs")
+
+            def join(procs: str = procs) -> None:
+                with open(procs, "w") as handle:
+                    handle.write(str(os.getpid()))
+
+            sleepers.append(subprocess.Popen(["sleep", "3600"], preexec_fn=join))
+        yield [str(d / "cgroup.procs") for d in directories], limits
+    finally:
+        for sleeper in sleepers:
+            with contextlib.suppress(ProcessLookupError):
+                sleeper.kill()
+            sleeper.wait()
+        for directory in directories:
+            for _attempt in range(100):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def read_round_robin(
+    root: Path, procs: list[str], limits: list[int], reads: int
+) -> dict[str, float]:
+    """Run the hopping reader (a child, so the benchmark itself never changes cgroup)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            READER,
+            str(root),
+            json.dumps(procs),
+            json.dumps(limits),
+            str(reads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,100,1000")
+    parser.add_argument("--reads", type=int, default=3000)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("scale: needs root (cgroups, mounts)", file=sys.stderr)
+        return 2
+    sizes = [int(size) for size in args.sizes.split(",")]
+    lxcfs = shutil.which("lxcfs")
+    rows = []
+    wrong_total = 0
+    with tempfile.TemporaryDirectory(prefix="procfs-view-scale-") as tmp:
+        base = Path(tmp)
+        ours_argv = [sys.executable, "-m", "procfs_view", "--pidfile", str(base / "pv.pid")]
+        with daemon(
+            [*ours_argv, str(base / "pv")], base / "pv", "procfs-view", base / "pv.log"
+        ) as pid:
+            lxcfs_cm = (
+                daemon(
+                    [lxcfs, "-f", "-p", str(base / "lxcfs.pid"), str(base / "lx")],
+                    base / "lx",
+                    "lxcfs",
+                    base / "lx.log",
+                )
+                if lxcfs
+                else contextlib.nullcontext(None)
+            )
+            with lxcfs_cm:
+                for size in sizes:
+                    with cgroups(size) as (procs, limits):
+                        _, cpu_before = process_figures(pid)
+                        ours = read_round_robin(base / "pv", procs, limits, args.reads)
+                        rss, cpu_after = process_figures(pid)
+                        theirs = (
+                            read_round_robin(base / "lx", procs, limits, args.reads)
+                            if lxcfs
+                            else None
+                        )
+                    wrong_total += int(ours["wrong"])
+                    rows.append((size, ours["median_ns"], theirs, rss, cpu_after - cpu_before))
+            _, idle_before = process_figures(pid)
+            time.sleep(5)
+            rss, idle_after = process_figures(pid)
+    print(
+        f"procfs-view scale: one reader hopping over N cgroups, {args.reads} reads each "
+        f"(kernel {os.uname().release}, {os.cpu_count()} CPUs)"
+    )
+    print(
+        "| cgroups | procfs-view µs | vs N=1 | LXCFS µs | procfs-view / LXCFS | RSS MiB | CPU s |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    first = rows[0][1]
+    for size, ours_ns, theirs, rss, cpu in rows:
+        lxcfs_ns = None if theirs is None else theirs["median_ns"]
+        print(
+            f"| {size} | {ours_ns / 1000:.0f} | {ours_ns / first:.2f}x | "
+            f"{'-' if lxcfs_ns is None else f'{lxcfs_ns / 1000:.0f}'} | "
+            f"{'-' if lxcfs_ns is None else f'{ours_ns / lxcfs_ns:.2f}x'} | "
+            f"{rss / 1024:.1f} | {cpu:.2f} |"
+        )
+    print(
+        f"idle: {idle_after - idle_before:.3f} CPU s over 5 s; RSS {rss / 1024:.1f} MiB; "
+        f"wrong answers: {wrong_total}"
+    )
+    return 1 if wrong_total else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
