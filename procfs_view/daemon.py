@@ -27,6 +27,8 @@ from typing import cast
 import pyfuse3
 import trio
 
+from procfs_view import fuseloop, remount
+from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcfsViewError
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker
@@ -59,7 +61,9 @@ HANDLED_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2)
 # On SIGUSR1 every procfs_view module is imported afresh except these: the FUSE layer, the
 # daemon and the load tracker hold the mount, the open handles and the load history;
 # errors keeps exception identity.
-NOT_RELOADED = frozenset({"__init__", "__main__", "cli", "daemon", "errors", "fs", "logsetup"})
+NOT_RELOADED = frozenset(
+    {"__init__", "__main__", "cli", "daemon", "errors", "fs", "fuseloop", "logsetup"}
+)
 
 
 class StartupError(ProcfsViewError):
@@ -77,6 +81,9 @@ class DaemonConfig:
     fuse_options: tuple[str, ...] = ()
     debug: bool = False
     roots: Roots = field(default_factory=Roots)
+    #: Seconds a rendered file (per path and caller cgroups) and host inputs may be reused;
+    #: 0 computes every read afresh. See ViewService.
+    cache_ttl: float = DEFAULT_TTL
 
     @property
     def pidfile_path(self) -> Path:
@@ -310,7 +317,12 @@ class Daemon:
                 )
             )
             roots = module.Roots(**dataclasses.asdict(self.config.roots))
-            service = cast(ViewService, module.ViewService(roots, options, load_source=self.loads))
+            service = cast(
+                ViewService,
+                module.ViewService(
+                    roots, options, load_source=self.loads, cache_ttl=self.config.cache_ttl
+                ),
+            )
             self.fs.set_service(service)
         except Exception:
             log.exception("SIGUSR1: reload failed, still serving with the previous code")
@@ -334,12 +346,31 @@ class Daemon:
                 elif signum == signal.SIGUSR2:
                     self.toggle_virtualization()
 
+    async def reattach_binds(self) -> None:
+        """Give containers whose binds died with a previous daemon fresh ones (issue 6).
+
+        In a thread: each fresh bind is cloned by path through our own mount, which the
+        FUSE loop in this thread must answer meanwhile.
+        """
+        mountpoint = absolute_mountpoint(self.config.mountpoint)
+        try:
+            await trio.to_thread.run_sync(
+                remount.reattach_for_daemon,
+                mountpoint,
+                self.config.pidfile_path,
+                abandon_on_cancel=True,
+            )
+        except Exception:
+            log.exception("re-attaching the binds left by a previous daemon failed")
+
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.handle_signals)
+            nursery.start_soon(self.reattach_binds)
             if self.loads is not None:
                 nursery.start_soon(self.loads.run)
-            await pyfuse3.main(min_tasks=1, max_tasks=FUSE_WORKER_TASKS)
+            with fuseloop.installed():
+                await pyfuse3.main(min_tasks=1, max_tasks=FUSE_WORKER_TASKS)
             # main() also returns when someone unmounts us; then stop listening too.
             nursery.cancel_scope.cancel()
 
@@ -366,7 +397,9 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         log.error("%s", exc)
         return 1
     loads = LoadTracker(config.roots.proc) if config.options.loadavg else None
-    service = ViewService(config.roots, config.options, load_source=loads)
+    service = ViewService(
+        config.roots, config.options, load_source=loads, cache_ttl=config.cache_ttl
+    )
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads)
     options = fuse_options(config)
@@ -383,7 +416,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
             len(service.served_paths()),
             mountpoint,
             os.getpid(),
-            _describe(config.options),
+            _describe(config.options, config.cache_ttl),
         )
         status = 0
         try:
@@ -399,5 +432,6 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
-def _describe(options: ViewOptions) -> str:
-    return ", ".join(f"{name}={value}" for name, value in dataclasses.asdict(options).items())
+def _describe(options: ViewOptions, cache_ttl: float) -> str:
+    described = [f"{name}={value}" for name, value in dataclasses.asdict(options).items()]
+    return ", ".join([*described, f"cache_ttl={cache_ttl:g}s"])

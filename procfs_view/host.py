@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from procfs_view.cache import Clock, TtlCache
 from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.fileio import read_text
 from procfs_view.parsers import parse_cpu_list
 
 
@@ -170,7 +173,7 @@ class HostReader:
     sys: Path = Path("/sys")
 
     def read_proc(self, relative: str) -> str:
-        return (self.proc / relative).read_text()
+        return read_text(f"{self.proc}/{relative}")
 
     def meminfo(self) -> HostMeminfo:
         return parse_meminfo(self.read_proc("meminfo"))
@@ -190,7 +193,7 @@ class HostReader:
     def online_cpus(self) -> tuple[int, ...]:
         """Host CPUs online; falls back to the per-CPU lines of /proc/stat."""
         try:
-            return parse_cpu_list((self.sys / "devices/system/cpu/online").read_text())
+            return parse_cpu_list(read_text(f"{self.sys}/devices/system/cpu/online"))
         except (OSError, CgroupDataError):
             numbers = (line.number for line in self.stat().per_cpu)
             return tuple(n for n in numbers if n is not None)
@@ -208,11 +211,81 @@ class HostReader:
     def pid_namespace(self, pid: int) -> int:
         """Inode of the pid namespace of ``pid`` (equal inodes = same namespace)."""
         try:
-            return os.stat(self.proc / str(pid) / "ns" / "pid").st_ino
+            return os.stat(f"{self.proc}/{pid}/ns/pid").st_ino
         except FileNotFoundError:
             raise ProcessGone(pid) from None
         except ProcessLookupError:
             raise ProcessGone(pid) from None
+
+
+#: /proc/cpuinfo changes only on CPU hotplug (and in its "cpu MHz" lines), and is costly
+#: to produce on big hosts (the kernel samples every CPU's frequency): keep it at least 1 s.
+CPUINFO_MIN_TTL = 1.0
+
+
+class CachedHostReader:
+    """A ``HostReader`` whose host-wide inputs are reused by every container for a short
+    while: parsed meminfo, diskstats and the online CPUs for up to ``ttl`` seconds,
+    cpuinfo for up to ``max(ttl, CPUINFO_MIN_TTL)``; ``ttl`` 0 caches nothing.
+
+    /proc/stat and /proc/uptime are always read afresh: the stat view's per-cgroup counters
+    advance by the host's elapsed time between two reads, which a cached host file would
+    report as zero (and drop the cgroup's CPU time of that interval).
+    """
+
+    def __init__(self, reader: HostReader, ttl: float, clock: Clock = time.monotonic) -> None:
+        self.reader = reader
+        self.proc = reader.proc
+        self.sys = reader.sys
+        self._cache: TtlCache[str, object] = TtlCache(ttl, capacity=16, clock=clock)
+        cpuinfo_ttl = max(ttl, CPUINFO_MIN_TTL) if ttl > 0 else 0.0
+        self._cpuinfo: TtlCache[str, str] = TtlCache(cpuinfo_ttl, capacity=1, clock=clock)
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._cpuinfo.clear()
+
+    def read_proc(self, relative: str) -> str:
+        return self.reader.read_proc(relative)
+
+    def meminfo(self) -> HostMeminfo:
+        cached = self._cache.get("meminfo")
+        if isinstance(cached, HostMeminfo):
+            return cached
+        value = self.reader.meminfo()
+        self._cache.put("meminfo", value)
+        return value
+
+    def cpuinfo(self) -> str:
+        return self._cpuinfo.get_or_compute("cpuinfo", self.reader.cpuinfo)
+
+    def stat(self) -> HostStat:
+        return self.reader.stat()
+
+    def uptime(self) -> tuple[float, float]:
+        return self.reader.uptime()
+
+    def diskstats(self) -> tuple[DiskLine, ...]:
+        cached = self._cache.get("diskstats")
+        if isinstance(cached, tuple):
+            return cached
+        value = self.reader.diskstats()
+        self._cache.put("diskstats", value)
+        return value
+
+    def online_cpus(self) -> tuple[int, ...]:
+        cached = self._cache.get("online")
+        if isinstance(cached, tuple):
+            return cached
+        value = self.reader.online_cpus()
+        self._cache.put("online", value)
+        return value
+
+    def process_start_seconds(self, pid: int) -> float:
+        return self.reader.process_start_seconds(pid)
+
+    def pid_namespace(self, pid: int) -> int:
+        return self.reader.pid_namespace(pid)
 
 
 def clock_ticks() -> int:

@@ -23,18 +23,22 @@ from procfs_view.views import (
 )
 
 if TYPE_CHECKING:
+    from procfs_view.options import ViewOptions
     from procfs_view.service import Request
 
 
 @dataclass(frozen=True)
 class ServedFile:
     """A file under the mountpoint. ``host_path`` is absolute as on a real host (``/proc/...``
-    or ``/sys/...``); the service maps it onto its injectable roots."""
+    or ``/sys/...``); the service maps it onto its injectable roots. ``host_only(options)``
+    True means every caller gets the host file under those options (the service then reads
+    no cgroup at all)."""
 
     path: str
     host_path: str
     build: Callable[[Request], bytes]
     needs_unified: bool = False
+    host_only: Callable[[ViewOptions], bool] = lambda options: False
 
 
 def _meminfo(request: Request) -> bytes:
@@ -96,7 +100,7 @@ def _pressure(resource: str) -> Callable[[Request], bytes]:
 SERVED_FILES: tuple[ServedFile, ...] = (
     ServedFile("proc/cpuinfo", "/proc/cpuinfo", _cpuinfo),
     ServedFile("proc/diskstats", "/proc/diskstats", _diskstats),
-    ServedFile("proc/loadavg", "/proc/loadavg", _loadavg),
+    ServedFile("proc/loadavg", "/proc/loadavg", _loadavg, host_only=lambda o: not o.loadavg),
     ServedFile("proc/meminfo", "/proc/meminfo", _meminfo),
     ServedFile("proc/stat", "/proc/stat", _stat),
     ServedFile("proc/swaps", "/proc/swaps", _swaps),

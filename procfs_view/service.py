@@ -14,12 +14,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from procfs_view.cache import DEFAULT_CAPACITY, Clock, TtlCache
 from procfs_view.cgroup import (
     CgroupLayout,
     CgroupMembership,
     CgroupReader,
     discover_layout,
-    read_membership,
+    parse_proc_cgroup,
+    read_cgroup_text,
 )
 from procfs_view.cgroup.records import CpuQuota, CpuUsage, IoRecord, MemoryRecord
 from procfs_view.errors import (
@@ -29,7 +31,8 @@ from procfs_view.errors import (
     ProcfsViewError,
     ServeHost,
 )
-from procfs_view.host import HostReader, clock_ticks
+from procfs_view.fileio import read_bytes
+from procfs_view.host import CachedHostReader, HostReader, clock_ticks
 from procfs_view.identity import InitFinder
 from procfs_view.options import ViewOptions
 from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
@@ -38,6 +41,9 @@ from procfs_view.views.loadavg import LoadSample
 from procfs_view.views.stat import StatState
 
 __all__ = ["Request", "Roots", "ViewOptions", "ViewService"]
+
+#: Served paths whose content depends on the caller's pid namespace as well as its cgroups.
+_PER_NAMESPACE = frozenset({"proc/uptime"})
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +124,15 @@ class StateStore(Generic[StateT]):
 
 
 class Request:
-    """The inputs of one caller's views, each read lazily and at most once per request."""
+    """The inputs of one caller's views, each read lazily and at most once per request.
 
-    def __init__(self, service: ViewService, pid: int) -> None:
+    ``cgroup_text`` is the caller's ``/proc/<pid>/cgroup`` when the service already read it
+    (to key its cache): the view is then computed from exactly those cgroups."""
+
+    def __init__(self, service: ViewService, pid: int, cgroup_text: str | None = None) -> None:
         self.service = service
         self.pid = pid
+        self.cgroup_text = cgroup_text
         self.host = service.host
         self.cgroups = service.cgroups
         self.options = service.options
@@ -130,10 +140,13 @@ class Request:
 
     @cached_property
     def membership(self) -> CgroupMembership:
-        return read_membership(self.pid, self.service.roots.proc)
+        text = self.cgroup_text
+        if text is None:
+            text = read_cgroup_text(self.pid, self.service.roots.proc)
+        return parse_proc_cgroup(self.pid, text)
 
     def memory(self) -> MemoryRecord:
-        return self.cgroups.memory(self.membership)
+        return self.cgroups.memory(self.membership, swap=self.options.swap)
 
     def visible_cpus(self) -> VisibleCpus:
         return self._visible_cpus
@@ -192,7 +205,14 @@ class Request:
 
 
 class ViewService:
-    """Computes served files for callers; the FUSE layer and ``show`` both use it."""
+    """Computes served files for callers; the FUSE layer and ``show`` both use it.
+
+    With ``cache_ttl`` > 0, a rendered file is reused for at most ``cache_ttl`` seconds by
+    callers in exactly the same cgroups (the same ``/proc/<pid>/cgroup`` text, which is
+    read on every request; for ``uptime`` also the same pid namespace), and host-wide
+    inputs (meminfo, diskstats, online CPUs; cpuinfo for up to 1 s) are shared by all
+    containers for as long. 0 computes every answer afresh.
+    """
 
     def __init__(
         self,
@@ -200,17 +220,38 @@ class ViewService:
         options: ViewOptions | None = None,
         layout: CgroupLayout | None = None,
         load_source: LoadSource | None = None,
+        cache_ttl: float = 0.0,
+        cache_capacity: int = DEFAULT_CAPACITY,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.roots = roots or Roots()
-        self.options = options or ViewOptions()
+        self._options = options or ViewOptions()
         self.layout = layout or discover_layout(self.roots.proc, self.roots.cgroup)
         self.cgroups = CgroupReader(self.layout)
-        self.host = HostReader(self.roots.proc, self.roots.sys)
+        self.host = CachedHostReader(HostReader(self.roots.proc, self.roots.sys), cache_ttl, clock)
         self.inits = InitFinder(self.roots.proc)
         self.user_hz = clock_ticks()
         self.load_source = load_source
         self.stat_states: StateStore[StatState] = StateStore()
+        self.cache_ttl = cache_ttl
+        self.rendered: TtlCache[tuple[str, str, int], bytes] = TtlCache(
+            cache_ttl, cache_capacity, clock
+        )
+        self._proc = str(self.roots.proc)
+        self._host_paths: dict[str, str] = {}
         self._log_once = LogOnce()
+
+    @property
+    def options(self) -> ViewOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: ViewOptions) -> None:
+        """New options (SIGUSR2 toggles ``virtualize``): nothing cached under the old ones
+        may be served."""
+        self._options = options
+        self.rendered.clear()
+        self.host.clear()
 
     def served_files(self) -> tuple[ServedFile, ...]:
         """What this host serves: pressure files only with a v2 hierarchy that has
@@ -229,8 +270,10 @@ class ViewService:
         return self.roots.sys / host_path.removeprefix("/sys/")
 
     def host_content(self, path: str) -> bytes:
-        with open(self.host_path(path), "rb") as handle:
-            return handle.read()
+        where = self._host_paths.get(path)
+        if where is None:
+            where = self._host_paths[path] = str(self.host_path(path))
+        return read_bytes(where)
 
     def render(self, path: str, pid: int) -> bytes:
         """The virtualized content, or an exception saying why there is none.
@@ -241,21 +284,43 @@ class ViewService:
             ProcessGone: ``pid`` exited.
             CgroupUnavailable, CgroupDataError: unreadable or unparsable input.
         """
-        served = BY_PATH[path]
+        return self._render(BY_PATH[path], pid, None)
+
+    def _render(self, served: ServedFile, pid: int, cgroup_text: str | None) -> bytes:
         if not self.options.virtualize:
             raise ServeHost("virtualization is toggled off")
-        return served.build(Request(self, pid))
+        return served.build(Request(self, pid, cgroup_text))
 
     def answer(self, path: str, pid: int) -> bytes:
         """What ``pid`` reads at ``path``: the view, or the host file when the view cannot
         be computed. Never raises for bad cgroup data or a vanished caller (only OSError
-        when even the host file is unreadable)."""
+        when even the host file is unreadable).
+
+        The caller's cgroups are read on every call; with a cache TTL, an answer computed
+        for the same path and cgroups (and pid namespace, for uptime) less than TTL
+        seconds ago is returned as is.
+        """
+        served = BY_PATH[path]
+        if not self._options.virtualize:
+            return self.host_content(path)
+        if served.host_only(self._options):  # the same for everyone: no cgroup to read
+            return self.rendered.get_or_compute((path, "", 0), lambda: self.host_content(path))
+        key: tuple[str, str, int] | None = None
         try:
-            return self.render(path, pid)
+            cgroup_text = read_cgroup_text(pid, self.roots.proc)
+            if self.rendered.enabled:
+                namespace = self.host.pid_namespace(pid) if path in _PER_NAMESPACE else 0
+                key = (path, cgroup_text, namespace)
+                cached = self.rendered.get(key)
+                if cached is not None:
+                    return cached
+            content = self._render(served, pid, cgroup_text)
         except ServeHost:
-            pass
+            content = self.host_content(path)
         except ProcessGone:
+            # Not cached: the host file is no answer for the cgroup this caller was in.
             log.debug("%s: caller pid %d exited; answering with the host file", path, pid)
+            return self.host_content(path)
         except ProcfsViewError as error:
             self._log_once.warning(
                 (path, str(error)),
@@ -264,6 +329,7 @@ class ViewService:
                 pid,
                 error,
             )
+            content = self.host_content(path)
         except Exception as error:  # a bug in a view must not take the mount down
             self._log_once.warning(
                 (path, repr(error)),
@@ -273,4 +339,7 @@ class ViewService:
                 error,
                 exc_info=True,
             )
-        return self.host_content(path)
+            content = self.host_content(path)
+        if key is not None:
+            self.rendered.put(key, content)
+        return content

@@ -11,6 +11,7 @@ from procfs_view.cgroup.discovery import (
     discover_layout,
     parse_mountinfo,
     parse_proc_cgroup,
+    read_cgroup_text,
     read_membership,
 )
 from procfs_view.cgroup.reader import CgroupDir, CgroupReader
@@ -25,5 +26,6 @@ __all__ = [
     "discover_layout",
     "parse_mountinfo",
     "parse_proc_cgroup",
+    "read_cgroup_text",
     "read_membership",
 ]

@@ -9,11 +9,13 @@ usable controllers are listed in its root ``cgroup.controllers``. A hybrid host 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.fileio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +42,27 @@ class Hierarchy:
 
     def directory(self, cgroup_path: str) -> Path:
         """Host directory of ``cgroup_path`` (as written in /proc/<pid>/cgroup)."""
-        relative = PurePosixPath(cgroup_path)
-        root = PurePosixPath(self.mount_root)
-        if root != PurePosixPath("/"):
-            try:
-                relative = relative.relative_to(root)
-            except ValueError:
-                # Outside what is mounted here: we cannot see it, never guess another dir.
-                raise CgroupDataError(
-                    f"cgroup {cgroup_path} lies outside the mount of {self.mount_point}"
-                ) from None
-        parts = [p for p in relative.parts if p not in ("/", "")]
-        if ".." in parts:
-            raise CgroupDataError(f"cgroup {cgroup_path} lies outside our cgroup namespace")
-        return self.mount_point.joinpath(*parts)
+        return _directory(self.mount_point, self.mount_root, cgroup_path)
+
+
+@functools.lru_cache(maxsize=8192)
+def _directory(mount_point: Path, mount_root: str, cgroup_path: str) -> Path:
+    """``Hierarchy.directory``, memoized: the same few cgroups are resolved on every request
+    (a pure function of its arguments; errors are raised afresh, never cached)."""
+    relative = PurePosixPath(cgroup_path)
+    root = PurePosixPath(mount_root)
+    if root != PurePosixPath("/"):
+        try:
+            relative = relative.relative_to(root)
+        except ValueError:
+            # Outside what is mounted here: we cannot see it, never guess another dir.
+            raise CgroupDataError(
+                f"cgroup {cgroup_path} lies outside the mount of {mount_point}"
+            ) from None
+    parts = [p for p in relative.parts if p not in ("/", "")]
+    if ".." in parts:
+        raise CgroupDataError(f"cgroup {cgroup_path} lies outside our cgroup namespace")
+    return mount_point.joinpath(*parts)
 
 
 @dataclass(frozen=True)
@@ -252,18 +261,26 @@ def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
     return CgroupMembership(pid, v1, unified)
 
 
-def read_membership(pid: int, proc_root: Path = Path("/proc")) -> CgroupMembership:
-    """Read the cgroups of ``pid``.
+def read_cgroup_text(pid: int, proc_root: Path = Path("/proc")) -> str:
+    """The text of ``/proc/<pid>/cgroup``: the caller's cgroup identity.
 
     Raises:
         ProcessGone: the pid does not exist (it exited before or during the read).
     """
     try:
-        text = (proc_root / str(pid) / "cgroup").read_text()
+        return read_text(f"{proc_root}/{pid}/cgroup")
     except FileNotFoundError:
         raise ProcessGone(pid) from None
     except OSError as error:
         if error.errno in (errno.ESRCH, errno.ENOENT):
             raise ProcessGone(pid) from None
         raise
-    return parse_proc_cgroup(pid, text)
+
+
+def read_membership(pid: int, proc_root: Path = Path("/proc")) -> CgroupMembership:
+    """Read the cgroups of ``pid``.
+
+    Raises:
+        ProcessGone: the pid does not exist (it exited before or during the read).
+    """
+    return parse_proc_cgroup(pid, read_cgroup_text(pid, proc_root))

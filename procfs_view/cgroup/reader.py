@@ -7,6 +7,7 @@ and Documentation/admin-guide/cgroup-v2.rst in the kernel tree.
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from procfs_view.cgroup.records import (
     SwapRecord,
 )
 from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
+from procfs_view.fileio import read_bytes
 from procfs_view.parsers import (
     parse_blkio_recursive,
     parse_cpu_list,
@@ -55,11 +57,7 @@ class CgroupDir:
 
     def lineage(self) -> Iterator[Path]:
         """This directory, then each ancestor up to and including the hierarchy root."""
-        path = self.path
-        yield path
-        while path != self.hierarchy.mount_point and path.parent != path:
-            path = path.parent
-            yield path
+        return iter(_lineage(self.path, self.hierarchy.mount_point))
 
     def read(self, name: str) -> str:
         """Read ``name`` in this cgroup.
@@ -67,12 +65,12 @@ class CgroupDir:
         Raises:
             CgroupUnavailable: missing file, cgroup removed (ENOENT/ENODEV), unreadable.
         """
-        return _read(self.path / name)
+        return _read(f"{self.path}/{name}")
 
     def read_optional(self, name: str) -> str | None:
         """Read ``name`` or return None when this kernel/controller does not provide it."""
         try:
-            return _read(self.path / name)
+            return _read(f"{self.path}/{name}")
         except CgroupUnavailable:
             if not self.path.is_dir():
                 raise
@@ -83,22 +81,32 @@ class CgroupDir:
         children). Ancestors lacking the file (the v2 root) are skipped."""
         tightest: int | None = None
         for index, path in enumerate(self.lineage()):
+            where = f"{path}/{name}"
             try:
-                text = _read(path / name)
+                text = _read(where)
             except CgroupUnavailable:
                 if index == 0:
                     raise
                 continue
-            value = parse_limit(text, str(path / name))
+            value = parse_limit(text, where)
             if value is not None and (tightest is None or value < tightest):
                 tightest = value
         return tightest
 
 
-def _read(path: Path) -> str:
+@functools.lru_cache(maxsize=4096)
+def _lineage(path: Path, mount_point: Path) -> tuple[Path, ...]:
+    """``CgroupDir.lineage``, memoized (pure; every request walks the same few cgroups)."""
+    lineage = [path]
+    while path != mount_point and path.parent != path:
+        path = path.parent
+        lineage.append(path)
+    return tuple(lineage)
+
+
+def _read(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(1 << 20)
+        data = read_bytes(path)
     except OSError as error:
         reason = errno.errorcode.get(error.errno or 0, str(error.errno))
         raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
@@ -164,13 +172,13 @@ def memory_stat_from(values: dict[str, int], version: int) -> MemoryStat:
 
 
 def _cfs_v1_quota(directory: Path) -> float | None:
-    quota = parse_int(_read(directory / "cpu.cfs_quota_us"), "cpu.cfs_quota_us")
+    quota = parse_int(_read(f"{directory}/cpu.cfs_quota_us"), "cpu.cfs_quota_us")
     if quota <= 0:  # -1 = no quota
         return None
-    period = parse_int(_read(directory / "cpu.cfs_period_us"), "cpu.cfs_period_us")
+    period = parse_int(_read(f"{directory}/cpu.cfs_period_us"), "cpu.cfs_period_us")
     if period <= 0:
         raise CgroupDataError(f"{directory}/cpu.cfs_period_us: period {period}")
-    return _ratio(quota, period, str(directory / "cpu.cfs_quota_us"))
+    return _ratio(quota, period, f"{directory}/cpu.cfs_quota_us")
 
 
 def _cfs_v2_quota(text: str, what: str) -> float | None:
@@ -236,8 +244,9 @@ class CgroupReader:
 
     # -- memory -----------------------------------------------------------------------------
 
-    def memory(self, membership: CgroupMembership) -> MemoryRecord:
-        """Limit, usage, memory.stat and swap of the process's memory cgroup."""
+    def memory(self, membership: CgroupMembership, swap: bool = True) -> MemoryRecord:
+        """Limit, usage, memory.stat and swap of the process's memory cgroup (``swap``
+        False skips the swap files: no swap record, as with swap accounting off)."""
         directory = self._container(membership, "memory")
         v1 = directory.version == 1
         limit = directory.min_over_lineage("memory.limit_in_bytes" if v1 else "memory.max")
@@ -250,12 +259,14 @@ class CgroupReader:
             if stat_text is not None
             else MemoryStat()
         )
-        swap = self._swap_v1(directory, limit, usage) if v1 else self._swap_v2(directory)
+        swap_record = None
+        if swap:
+            swap_record = self._swap_v1(directory, limit, usage) if v1 else self._swap_v2(directory)
         return MemoryRecord(
             limit=limit,
             usage=max(0, usage),
             stat=stat,
-            swap=swap,
+            swap=swap_record,
         )
 
     def _swap_v1(
@@ -302,14 +313,15 @@ class CgroupReader:
         effective = "cpuset.effective_cpus" if directory.version == 1 else "cpuset.cpus.effective"
         for path in directory.lineage():
             for name in ("cpuset.cpus", effective):
+                where = f"{path}/{name}"
                 try:
-                    text = _read(path / name)
+                    text = _read(where)
                 except CgroupUnavailable:
                     if path == directory.path and not path.is_dir():
                         raise
                     continue
                 if text.strip():
-                    return parse_cpu_list(text, str(path / name))
+                    return parse_cpu_list(text, where)
         return None
 
     def cpu_quota(self, membership: CgroupMembership) -> CpuQuota:
@@ -327,7 +339,8 @@ class CgroupReader:
                 if directory.version == 1:
                     value = _cfs_v1_quota(path)
                 else:
-                    value = _cfs_v2_quota(_read(path / "cpu.max"), str(path / "cpu.max"))
+                    where = f"{path}/cpu.max"
+                    value = _cfs_v2_quota(_read(where), where)
             except CgroupUnavailable:
                 if index == 0 and not path.is_dir():
                     raise

@@ -1,0 +1,691 @@
+"""Re-attach containers' binds of our files after the daemon restarted (issue 6).
+
+When a FUSE daemon dies, every bind of its files into a running container answers
+ENOTCONN ("Transport endpoint is not connected") until the container restarts: the bind
+holds the dead connection, and a new mount at the host's mount point does not reach
+into the container's private mount namespace. So, once the fresh mount serves, we visit
+every mount namespace on the host and replace each dead bind of ours, in place, with a
+bind of the same file from the fresh mount.
+
+Finding them (pure, see ``parse_mountinfo`` and ``binds_to_check``): every process's
+``/proc/<pid>/mountinfo``, one per (mount namespace, root directory) — a chrooted or
+pivoted process sees its namespace's mounts relative to its own root, and only those
+below it. A bind is ours when its fstype is ``fuse.procfs-view`` and its source
+``procfs-view``; field 4 (the root inside our filesystem, e.g. ``/proc/meminfo``) names
+the file to bind again, field 5 the path to bind it at, as that process sees it.
+
+Dead or alive is decided inside the namespace, on the mount itself: ``fstatvfs`` on it
+fails with ENOTCONN exactly when its FUSE connection lost its daemon (statfs always goes
+to the daemon, unlike stat, which the kernel may answer from its cache). Device numbers
+only say whose a bind is (``Scope``): the fresh mount's binds are fine already; a device
+still mounted at another mount point of our namespace is another instance's, left to
+its own restart; the devices of our predecessors are in a lineage file next to the
+pidfile (``<pidfile>.devices``), and when no other instance is mounted on the host any
+orphan (a device mounted nowhere any more) is ours too, which covers a lost runtime
+directory. Mount points of whole filesystems (root ``/``) are re-attached only where
+another namespace has a copy of our mount point at the same path; elsewhere they are
+daemons' mount points, never taken over (``daemon.prepare_mountpoint`` replaces ours).
+
+Replacing them (the syscalls, see ``_worker``): the classic ``mount(MS_BIND)`` cannot
+take a source in another mount namespace (the kernel refuses a bind from a mount that
+is not in the caller's namespace, and ``/proc/self/fd/N`` resolves through the
+container's /proc, which may belong to another pid namespace or be absent), so we use
+the new mount API through ``syscall(2)``:
+
+1. in the daemon's namespace, ``open_tree(OPEN_TREE_CLONE)`` on the served file gives a
+   detached bind, made read-only (plus the dead bind's nosuid/nodev/noexec/atime flags)
+   with ``mount_setattr``;
+2. a forked child (``setns(CLONE_NEWNS)`` is refused to a multithreaded process, and a
+   child can be killed if it hangs) joins the target namespace with ``setns``, then
+   ``fchdir`` + ``chroot`` to the root of the process we read the mountinfo of, so paths
+   mean what they mean to the container and no binary of the container is needed;
+3. there it checks the path still shows that very mount (``statx`` mount id) and that it
+   is dead, then ``move_mount(MOVE_MOUNT_BENEATH)`` slides the fresh bind under the
+   dead one and ``umount2(MNT_DETACH)`` removes the dead one, so readers never see the
+   underlying host file in between (kernels before 6.5: unmount, then move on top).
+
+The syscall numbers are the unified ones every architecture but alpha uses (since 5.2).
+A namespace that vanished mid-way is skipped; a failure in one never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import re
+import select
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
+
+FSNAME = "procfs-view"
+FSTYPE = f"fuse.{FSNAME}"
+
+# A worker that has not answered by then is killed (a hung path lookup in a container).
+WORKER_TIMEOUT = 10.0
+
+# -- mountinfo (pure) -------------------------------------------------------------------
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(field_text: str) -> str:
+    r"""mountinfo escapes space, tab, newline and backslash in paths as ``\ooo``."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of ``/proc/<pid>/mountinfo`` (proc(5)), paths unescaped."""
+
+    mount_id: int
+    parent_id: int
+    device: tuple[int, int]
+    root: str
+    mount_point: str
+    options: frozenset[str]
+    fstype: str
+    source: str
+
+    @property
+    def ours(self) -> bool:
+        return self.fstype == FSTYPE and self.source == FSNAME
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """Every well-formed line of a mountinfo file; malformed ones are skipped."""
+    entries: list[MountEntry] = []
+    for line in text.splitlines():
+        before, sep, after = line.partition(" - ")
+        fields = before.split()
+        tail = after.split()
+        if not sep or len(fields) < 6 or len(tail) < 2:
+            continue
+        major, colon, minor = fields[2].partition(":")
+        try:
+            entry = MountEntry(
+                mount_id=int(fields[0]),
+                parent_id=int(fields[1]),
+                device=(int(major), int(minor)),
+                root=unescape(fields[3]),
+                mount_point=unescape(fields[4]),
+                options=frozenset(fields[5].split(",")),
+                fstype=tail[0],
+                source=unescape(tail[1]),
+            )
+        except ValueError:
+            continue
+        if colon:
+            entries.append(entry)
+    return entries
+
+
+def read_mountinfo(path: Path) -> list[MountEntry]:
+    """Parse a mountinfo file; paths that are not UTF-8 survive as surrogate escapes."""
+    return parse_mountinfo(path.read_bytes().decode(errors="surrogateescape"))
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A bind of ours at ``path`` (as its namespace sees it), of ``root`` in our fs."""
+
+    mount_id: int
+    path: str
+    root: str
+    device: tuple[int, int]
+    options: frozenset[str]
+
+
+def _visible(entries: list[MountEntry]) -> list[MountEntry]:
+    """The mounts nothing is stacked on (another mount at the same point on top of them)."""
+    covered = {
+        parent.mount_id
+        for parent in entries
+        for child in entries
+        if child.parent_id == parent.mount_id and child.mount_point == parent.mount_point
+    }
+    return [entry for entry in entries if entry.mount_id not in covered]
+
+
+def fresh_device(entries: list[MountEntry], mountpoint: str) -> tuple[int, int] | None:
+    """Device of our visible mount at ``mountpoint`` (the fresh one), if there is one."""
+    for entry in _visible(entries):
+        if entry.ours and entry.mount_point == mountpoint:
+            return entry.device
+    return None
+
+
+def foreign_devices(entries: list[MountEntry], mountpoint: str) -> frozenset[tuple[int, int]]:
+    """Devices of procfs-view filesystems mounted at other mount points (other instances)."""
+    return frozenset(
+        entry.device
+        for entry in entries
+        if entry.ours and entry.root == "/" and entry.mount_point != mountpoint
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which binds of ours this daemon may take over."""
+
+    mountpoint: str  # our live mount, absolute in our namespace
+    fresh: tuple[int, int]  # its device: binds from it are fine already
+    foreign: frozenset[tuple[int, int]]  # mounted at other mount points: other instances'
+    # Devices of our predecessors (the lineage file), or None to adopt any bind whose
+    # filesystem is no longer mounted anywhere in our namespace (an orphan): right when we
+    # are the only instance on the host, ambiguous when several run.
+    lineage: frozenset[tuple[int, int]] | None
+
+
+def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool) -> list[Bind]:
+    """Our visible binds that may be dead and are ours to replace.
+
+    Files and directories bound anywhere qualify; a whole filesystem (root ``/``) only
+    in another namespace and at our own mount point's path (that namespace's copy of our
+    mount point): elsewhere it is some daemon's mount point, never ours to take over.
+    Whether each is really dead is checked in its namespace (see the module docstring).
+    """
+    binds: list[Bind] = []
+    for entry in _visible(entries):
+        if not entry.ours or entry.device == scope.fresh or entry.device in scope.foreign:
+            continue
+        if scope.lineage is not None and entry.device not in scope.lineage:
+            continue
+        if entry.root == "/" and (own_namespace or entry.mount_point != scope.mountpoint):
+            continue
+        binds.append(
+            Bind(entry.mount_id, entry.mount_point, entry.root, entry.device, entry.options)
+        )
+    return binds
+
+
+# -- the lineage file -------------------------------------------------------------------
+
+# Devices remembered: a bind may have missed a few restarts (its re-attach failed), but
+# anonymous device numbers are reused once a filesystem is gone, so not too many.
+LINEAGE_KEEP = 8
+
+
+def lineage_path(pidfile: Path) -> Path:
+    """Where the daemons of one pidfile record their mounts' devices (``<pidfile>.devices``).
+
+    Next to the pidfile, so it outlives a crash, a stop and an upgrade just as the pidfile
+    does (``/run`` under systemd; a hostPath in a DaemonSet).
+    """
+    return pidfile.with_name(f"{pidfile.name}.devices")
+
+
+def parse_lineage(text: str) -> list[tuple[int, int]]:
+    """``major:minor`` per line, oldest first; anything else is ignored."""
+    devices: list[tuple[int, int]] = []
+    for line in text.split():
+        major, colon, minor = line.partition(":")
+        if colon and major.isdigit() and minor.isdigit():
+            devices.append((int(major), int(minor)))
+    return devices
+
+
+def read_lineage(path: Path) -> frozenset[tuple[int, int]]:
+    try:
+        return frozenset(parse_lineage(path.read_text()))
+    except OSError:
+        return frozenset()
+
+
+def record_lineage(path: Path, device: tuple[int, int]) -> None:
+    """Append our device (atomically replacing the file), keeping the last few."""
+    try:
+        known = parse_lineage(path.read_text())
+    except OSError:
+        known = []
+    older = [known_device for known_device in known if known_device != device]
+    kept = [*older[-(LINEAGE_KEEP - 1) :], device]
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text("".join(f"{major}:{minor}\n" for major, minor in kept))
+    temporary.replace(path)
+
+
+# -- the mount syscalls -----------------------------------------------------------------
+
+CLONE_NEWNS = 0x00020000
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_STATX_DONT_SYNC = 0x4000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOVE_MOUNT_BENEATH = 0x00000200
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+STATX_MNT_ID = 0x1000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+_STATX_SIZE = 256
+_STATX_MNT_ID_OFFSET = 144
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# Resolved once here: the forked worker must not take the dynamic loader's locks.
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_statx = _libc.statx
+_statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+def open_tree_clone(path: Path) -> int:
+    """A detached bind of ``path`` (in our namespace), as a close-on-exec fd."""
+    return _check(
+        _syscall(
+            ctypes.c_long(SYS_OPEN_TREE),
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC),
+        ),
+        "open_tree",
+    )
+
+
+def set_attributes(tree_fd: int, attr_set: int, attr_clr: int) -> None:
+    attributes = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(
+        _syscall(
+            ctypes.c_long(SYS_MOUNT_SETATTR),
+            ctypes.c_int(tree_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(AT_EMPTY_PATH),
+            ctypes.byref(attributes),
+            ctypes.c_size_t(ctypes.sizeof(attributes)),
+        ),
+        "mount_setattr",
+    )
+
+
+def move_mount(tree_fd: int, target: bytes, flags: int) -> None:
+    _check(
+        _syscall(
+            ctypes.c_long(SYS_MOVE_MOUNT),
+            ctypes.c_int(tree_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(target),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | flags),
+        ),
+        "move_mount",
+    )
+
+
+def mount_id_of(fd: int) -> int:
+    """The id of the mount ``fd`` is on (statx without asking a possibly dead daemon)."""
+    buffer = ctypes.create_string_buffer(_STATX_SIZE)
+    _check(_statx(fd, b"", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, buffer), "statx")
+    return int.from_bytes(buffer.raw[_STATX_MNT_ID_OFFSET : _STATX_MNT_ID_OFFSET + 8], "little")
+
+
+def attributes_for(options: frozenset[str]) -> tuple[int, int]:
+    """mount_setattr (set, clear) keeping the dead bind's flags, always read-only."""
+    attr_set = MOUNT_ATTR_RDONLY
+    for name, flag in (
+        ("nosuid", MOUNT_ATTR_NOSUID),
+        ("nodev", MOUNT_ATTR_NODEV),
+        ("noexec", MOUNT_ATTR_NOEXEC),
+        ("nodiratime", MOUNT_ATTR_NODIRATIME),
+    ):
+        if name in options:
+            attr_set |= flag
+    attr_clr = 0
+    for name, flag in (
+        ("noatime", MOUNT_ATTR_NOATIME),
+        ("strictatime", MOUNT_ATTR_STRICTATIME),
+        ("relatime", MOUNT_ATTR_RELATIME),
+    ):
+        if name in options:
+            attr_set |= flag
+            attr_clr = MOUNT_ATTR__ATIME
+            break
+    return attr_set, attr_clr
+
+
+# -- the worker inside a namespace ------------------------------------------------------
+
+# Answers of the worker, one line per bind: "<index> <status> <errno>".
+FIXED = "fixed"
+ALIVE = "alive"  # not dead: nothing to do
+CHANGED = "changed"  # the path no longer shows that mount: someone else changed it
+FAILED = "failed"
+GONE = "gone"  # the namespace or process vanished before we got in
+
+
+def _state(path: bytes, mount_id: int) -> str:
+    """``dead``, ALIVE or CHANGED for the mount ``mount_id`` expected at ``path``."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return CHANGED
+    try:
+        if mount_id_of(fd) != mount_id:
+            return CHANGED
+        try:
+            os.fstatvfs(fd)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                return "dead"
+            raise
+        return ALIVE
+    finally:
+        os.close(fd)
+
+
+def _replace(path: bytes, mount_id: int, tree_fd: int) -> str:
+    """Put the detached bind ``tree_fd`` in place of the dead mount at ``path``."""
+    state = _state(path, mount_id)
+    if state != "dead":
+        return state
+    try:
+        move_mount(tree_fd, path, MOVE_MOUNT_BENEATH)
+        beneath = True
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        beneath = False  # kernel < 6.5, or a mount it cannot slide under
+    _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
+    if not beneath:
+        move_mount(tree_fd, path, 0)
+    os.statvfs(path)  # the fresh bind answers
+    return FIXED
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """The worker keeps no other descriptor (above all not /dev/fuse: if the daemon died
+    while a worker hung, the connection would stay open and readers would hang)."""
+    low = 3
+    for fd in sorted(keep | {2**31 - 1}):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+
+
+def _worker(ns_fd: int, root_fd: int, jobs: list[tuple[bytes, int, int]], out: int) -> NoReturn:
+    """The forked child: enter the namespace and the root, replace each bind, report.
+
+    Only syscalls and ``os.write`` here: no logging or import (another thread of the
+    parent may have held their locks at fork time, and an import in the container's
+    root would load the container's files).
+    """
+    status = 0
+    try:
+        _close_all_but({ns_fd, root_fd, out, *(tree_fd for _, _, tree_fd in jobs)})
+        _check(_setns(ns_fd, CLONE_NEWNS), "setns")
+        os.fchdir(root_fd)
+        os.chroot(".")
+        os.chdir("/")
+        for index, (path, mount_id, tree_fd) in enumerate(jobs):
+            try:
+                answer = f"{index} {_replace(path, mount_id, tree_fd)} 0\n"
+            except OSError as exc:
+                answer = f"{index} {FAILED} {exc.errno or 0}\n"
+            os.write(out, answer.encode())
+    except BaseException:  # the child must never return into the parent's code
+        status = 1
+    finally:
+        os._exit(status)
+
+
+# -- scanning and re-attaching ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """A mount namespace as seen from one root directory, through one of its processes."""
+
+    namespace: int  # inode of /proc/<pid>/ns/mnt
+    # readlink of /proc/<pid>/root: never stat, which would ask the root's filesystem
+    # (a hung FUSE root would hang us); distinct roots of one namespace read differently.
+    root: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one bind."""
+
+    namespace: int
+    pid: int
+    path: str
+    root: str
+    status: str
+    error: int = 0
+
+    def describe(self) -> str:
+        text = f"mnt:[{self.namespace}] {self.path} (pid {self.pid}, {FSNAME}{self.root})"
+        if self.error:
+            return f"{text}: {self.status}: {os.strerror(self.error)}"
+        return f"{text}: {self.status}"
+
+
+def views(proc: Path = Path("/proc")) -> Iterator[View]:
+    """One process per (mount namespace, root); processes that exit meanwhile are skipped."""
+    seen: set[tuple[int, str]] = set()
+    with os.scandir(proc) as entries:
+        pids = sorted(int(entry.name) for entry in entries if entry.name.isdigit())
+    for pid in pids:
+        try:
+            namespace = os.stat(proc / str(pid) / "ns" / "mnt").st_ino
+            root = os.readlink(proc / str(pid) / "root")
+        except OSError:
+            continue  # exited, a zombie, or a kernel thread without a root
+        key = (namespace, root)
+        if key not in seen:
+            seen.add(key)
+            yield View(key[0], key[1], pid)
+
+
+def _run_worker(
+    view: View, ns_fd: int, root_fd: int, jobs: list[tuple[bytes, int, int]]
+) -> dict[int, tuple[str, int]]:
+    """Fork the worker, collect its answers by job index (missing ones: it failed)."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _worker(ns_fd, root_fd, jobs, write_end)
+    os.close(write_end)
+    data = b""
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready = select.select([read_end], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                log.error("re-attach in mnt:[%d] (pid %d) timed out", view.namespace, view.pid)
+                break
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # our own child, by pid; gone already if it finished
+        os.waitpid(pid, 0)
+    answers: dict[int, tuple[str, int]] = {}
+    for line in data.decode().splitlines():
+        index, status, error = line.split()
+        answers[int(index)] = (status, int(error))
+    return answers
+
+
+def _open_view(view: View, proc: Path) -> tuple[int, int] | None:
+    """Descriptors of the view's namespace and root, checked to be the ones scanned."""
+    base = proc / str(view.pid)
+    try:
+        ns_fd = os.open(base / "ns" / "mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        root_fd = os.open(base / "root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        os.close(ns_fd)
+        return None
+    try:
+        same = os.fstat(ns_fd).st_ino == view.namespace and os.readlink(base / "root") == view.root
+    except OSError:
+        same = False
+    if not same:
+        os.close(ns_fd)  # the pid was reused by another process
+        os.close(root_fd)
+        return None
+    return ns_fd, root_fd
+
+
+def _fix_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> list[Outcome]:
+    def outcome(bind: Bind, status: str, error: int = 0) -> Outcome:
+        return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error)
+
+    opened = _open_view(view, proc)
+    if opened is None:
+        return [outcome(bind, GONE) for bind in binds]
+    ns_fd, root_fd = opened
+    results: dict[int, Outcome] = {}
+    jobs: list[tuple[bytes, int, int]] = []
+    job_binds: list[Bind] = []
+    try:
+        for index, bind in enumerate(binds):
+            source = mountpoint / bind.root.lstrip("/")
+            try:
+                tree_fd = open_tree_clone(source)
+            except OSError as exc:
+                results[index] = outcome(bind, FAILED, exc.errno or 0)
+                continue
+            jobs.append((os.fsencode(bind.path), bind.mount_id, tree_fd))
+            job_binds.append(bind)
+            with contextlib.suppress(OSError):  # before 5.12: the clone stays as ro as ours
+                set_attributes(tree_fd, *attributes_for(bind.options))
+        answers = _run_worker(view, ns_fd, root_fd, jobs) if jobs else {}
+        fixed = [
+            outcome(bind, *answers.get(job, (FAILED, errno.ECHILD)))
+            for job, bind in enumerate(job_binds)
+        ]
+    finally:
+        for _, _, tree_fd in jobs:
+            os.close(tree_fd)
+        os.close(ns_fd)
+        os.close(root_fd)
+    return [*results.values(), *fixed]
+
+
+def reattach(
+    mountpoint: Path,
+    lineage_file: Path | None = None,
+    record: bool = False,
+    proc: Path = Path("/proc"),
+) -> list[Outcome]:
+    """Replace every dead bind of our files, in every mount namespace, from ``mountpoint``.
+
+    ``mountpoint`` is our live mount, as an absolute path in our namespace. Binds whose
+    device is in ``lineage_file`` are ours; when no other procfs-view instance is
+    mounted in our namespace, so is any orphan (the lineage is lost when the runtime
+    directory is, e.g. in a pod without a hostPath /run). With ``record`` our own device
+    is added to the file first (the daemon does; ``procfs-view remount`` does not).
+
+    Returns one outcome per candidate bind (fixed, alive, changed, gone or failed), each
+    also logged; nothing raises for one namespace's sake.
+    """
+    started = time.monotonic()
+    own = read_mountinfo(proc / "self" / "mountinfo")
+    fresh = fresh_device(own, str(mountpoint))
+    if fresh is None:
+        raise OSError(errno.ENOENT, f"no {FSTYPE} mount at {mountpoint}")
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{mountpoint} is not served: {exc.strerror}") from exc
+    lineage = read_lineage(lineage_file) if lineage_file is not None else frozenset()
+    if record and lineage_file is not None:
+        try:
+            record_lineage(lineage_file, fresh)
+        except OSError as exc:
+            log.warning("cannot record our device in %s: %s", lineage_file, exc)
+    foreign = foreign_devices(own, str(mountpoint))
+    scope = Scope(str(mountpoint), fresh, foreign, None if not foreign else lineage)
+    if foreign:
+        log.info(
+            "re-attach: other procfs-view instances are mounted here; only binds of %s",
+            f"devices {sorted(lineage)}" if lineage else "our predecessors (none recorded)",
+        )
+    own_namespace = os.stat(proc / "self" / "ns" / "mnt").st_ino
+    outcomes: list[Outcome] = []
+    namespaces: set[tuple[int, str]] = set()
+    scanned = 0
+    for view in views(proc):
+        scanned += 1
+        try:
+            entries = read_mountinfo(proc / str(view.pid) / "mountinfo")
+        except OSError:
+            continue  # exited since
+        binds = binds_to_check(entries, scope, view.namespace == own_namespace)
+        if not binds:
+            continue
+        try:
+            found = _fix_view(view, binds, mountpoint, proc)
+        except OSError as exc:
+            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", view.namespace, view.pid, exc)
+            continue
+        for result in found:
+            level = logging.WARNING if result.status in (FAILED, CHANGED) else logging.INFO
+            if result.status != ALIVE or log.isEnabledFor(logging.DEBUG):
+                log.log(level, "re-attach: %s", result.describe())
+        namespaces.add((view.namespace, view.root))
+        outcomes.extend(found)
+    # Always logged: the one line saying the daemon's re-attach is over.
+    log.info(
+        "re-attach done: %d dead binds replaced, %d failed, in %d of %d mount views, %.0f ms",
+        sum(1 for result in outcomes if result.status == FIXED),
+        sum(1 for result in outcomes if result.status == FAILED),
+        len(namespaces),
+        scanned,
+        (time.monotonic() - started) * 1000,
+    )
+    return outcomes
+
+
+def reattach_for_daemon(mountpoint: Path, pidfile: Path) -> list[Outcome]:
+    """The daemon's call once its mount serves: record our device, then re-attach."""
+    return reattach(mountpoint, lineage_path(pidfile), record=True)

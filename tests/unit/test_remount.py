@@ -1,0 +1,187 @@
+"""The pure half of re-attaching (procfs_view.remount): mountinfo parsing and which binds
+are candidates. Whether a candidate is dead is decided in its namespace (fstatvfs on the
+mount answers ENOTCONN), which the integration tests exercise on real mounts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from procfs_view.remount import (
+    LINEAGE_KEEP,
+    MOUNT_ATTR__ATIME,
+    MOUNT_ATTR_NOATIME,
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    Bind,
+    Scope,
+    attributes_for,
+    binds_to_check,
+    foreign_devices,
+    fresh_device,
+    lineage_path,
+    parse_lineage,
+    parse_mountinfo,
+    read_lineage,
+    record_lineage,
+    unescape,
+)
+
+OURS = "fuse.procfs-view procfs-view ro,user_id=0,group_id=0,default_permissions,allow_other"
+
+# A host namespace: our fresh mount (0:40), another instance's (dead or alive) mount point
+# (0:39) with a bind of it, and an orphaned bind (0:38) whose mount point is gone.
+HOST = f"""\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+22 27 0:21 / /proc rw,relatime - proc proc rw
+64 27 0:40 / /var/lib/lxcfs ro,nosuid,nodev,relatime - {OURS}
+70 27 0:39 / /srv/other\\040view ro,nosuid,nodev,relatime - {OURS}
+71 27 0:39 /proc/meminfo /srv/meminfo ro,relatime - {OURS}
+72 27 0:38 /proc/uptime /srv/uptime ro,relatime - {OURS}
+"""
+
+# A container: its own root, proc, our dead binds (0:38, an orphan), one already fresh,
+# one hidden under a tmpfs, and a bind of another instance (0:39).
+CONTAINER = f"""\
+300 299 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
+301 300 0:51 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+302 301 0:38 /proc/meminfo /proc/meminfo ro,nosuid,nodev,relatime shared:7 - {OURS}
+303 301 0:38 /proc/cpuinfo /proc/cpuinfo ro,nosuid,nodev,noexec,noatime - {OURS}
+304 301 0:40 /proc/stat /proc/stat ro,nosuid,nodev,relatime - {OURS}
+305 301 0:38 /proc/uptime /proc/uptime ro,relatime - {OURS}
+306 305 0:52 / /proc/uptime rw,relatime - tmpfs tmpfs rw
+307 300 0:38 /sys/devices/system/cpu /sys/devices/system/cpu ro,relatime - {OURS}
+308 301 0:39 /proc/swaps /proc/swaps ro,relatime - {OURS}
+309 300 0:38 / /var/lib/lxcfs ro,relatime - {OURS}
+310 301 0:53 /meminfo /proc/loadavg ro,relatime - fuse.lxcfs lxcfs rw
+"""
+
+
+def scope(
+    mountpoint: str = "/var/lib/lxcfs",
+    foreign: set[tuple[int, int]] | None = None,
+    lineage: set[tuple[int, int]] | None = None,
+) -> Scope:
+    return Scope(
+        mountpoint,
+        (0, 40),
+        frozenset(foreign or ()),
+        None if lineage is None else frozenset(lineage),
+    )
+
+
+def test_parse_mountinfo_fields_and_escapes() -> None:
+    entries = parse_mountinfo(HOST + "garbage line\n1 2 x:y / / rw - ext4 /dev/x rw\n")
+    assert [entry.mount_id for entry in entries] == [27, 22, 64, 70, 71, 72]
+    other = entries[3]
+    assert other.mount_point == "/srv/other view"
+    assert other.device == (0, 39)
+    assert other.root == "/"
+    assert other.parent_id == 27
+    assert other.options == frozenset({"ro", "nosuid", "nodev", "relatime"})
+    assert other.fstype == "fuse.procfs-view"
+    assert other.source == "procfs-view"
+    assert other.ours
+    assert not entries[0].ours
+
+
+def test_optional_fields_do_not_shift_the_rest() -> None:
+    (entry,) = [e for e in parse_mountinfo(CONTAINER) if e.mount_id == 302]
+    assert (entry.fstype, entry.source, entry.mount_point) == (
+        "fuse.procfs-view",
+        "procfs-view",
+        "/proc/meminfo",
+    )
+
+
+def test_unescape_octal() -> None:
+    assert unescape("/a\\040b\\011c\\012d\\134e") == "/a b\tc\nd\\e"
+    assert unescape("/plain") == "/plain"
+
+
+def test_fresh_and_foreign_devices_from_our_namespace() -> None:
+    host = parse_mountinfo(HOST)
+    assert fresh_device(host, "/var/lib/lxcfs") == (0, 40)
+    assert fresh_device(host, "/nowhere") is None
+    assert foreign_devices(host, "/var/lib/lxcfs") == {(0, 39)}
+
+
+def test_candidates_in_a_container() -> None:
+    entries = parse_mountinfo(CONTAINER)
+    binds = binds_to_check(entries, scope(foreign={(0, 39)}), False)
+    assert {bind.path: bind.root for bind in binds} == {
+        "/proc/meminfo": "/proc/meminfo",
+        "/proc/cpuinfo": "/proc/cpuinfo",
+        "/sys/devices/system/cpu": "/sys/devices/system/cpu",
+        "/var/lib/lxcfs": "/",
+    }
+    # Not: /proc/stat (already fresh), /proc/uptime (a tmpfs hides it), /proc/swaps
+    # (another instance's), /proc/loadavg (not our filesystem), / and /proc.
+    (meminfo,) = [bind for bind in binds if bind.path == "/proc/meminfo"]
+    assert meminfo == Bind(302, "/proc/meminfo", "/proc/meminfo", (0, 38), meminfo.options)
+
+
+def test_our_own_namespace_keeps_daemon_mount_points() -> None:
+    binds = binds_to_check(parse_mountinfo(HOST), scope(), True)
+    # /srv/other view is a daemon's mount point (root /): never taken over from here.
+    assert [bind.path for bind in binds] == ["/srv/meminfo", "/srv/uptime"]
+    binds = binds_to_check(parse_mountinfo(HOST), scope(foreign={(0, 39)}), True)
+    assert [bind.path for bind in binds] == ["/srv/uptime"]
+
+
+def test_no_candidates_when_everything_is_fresh() -> None:
+    host = parse_mountinfo(HOST)
+    fresh_only = [entry for entry in host if entry.device != (0, 39) and entry.mount_id != 72]
+    assert binds_to_check(fresh_only, scope(), True) == []
+
+
+def test_a_whole_filesystem_elsewhere_is_another_daemons_mount_point() -> None:
+    entries = parse_mountinfo(CONTAINER)
+    binds = binds_to_check(entries, scope("/run/other", foreign={(0, 39)}), False)
+    assert "/var/lib/lxcfs" not in [bind.path for bind in binds]
+    assert "/proc/meminfo" in [bind.path for bind in binds]
+
+
+def test_attributes_keep_the_dead_binds_flags_and_read_only() -> None:
+    assert attributes_for(frozenset({"rw", "relatime"})) == (MOUNT_ATTR_RDONLY, MOUNT_ATTR__ATIME)
+    attr_set, attr_clr = attributes_for(frozenset({"ro", "nosuid", "nodev", "noexec", "noatime"}))
+    assert attr_set == (
+        MOUNT_ATTR_RDONLY
+        | MOUNT_ATTR_NOSUID
+        | MOUNT_ATTR_NODEV
+        | MOUNT_ATTR_NOEXEC
+        | MOUNT_ATTR_NOATIME
+    )
+    assert attr_clr == MOUNT_ATTR__ATIME
+    assert attributes_for(frozenset()) == (MOUNT_ATTR_RDONLY, 0)
+
+
+def test_with_other_instances_only_the_lineage_is_adopted() -> None:
+    entries = parse_mountinfo(CONTAINER)
+    assert binds_to_check(entries, scope(foreign={(0, 39)}, lineage=set()), False) == []
+    binds = binds_to_check(entries, scope(foreign={(0, 39)}, lineage={(0, 38)}), False)
+    assert {bind.path for bind in binds} == {
+        "/proc/meminfo",
+        "/proc/cpuinfo",
+        "/sys/devices/system/cpu",
+        "/var/lib/lxcfs",
+    }
+    # A recorded device still mounted at another mount point (a reused number) is not ours.
+    binds = binds_to_check(entries, scope(foreign={(0, 39)}, lineage={(0, 39)}), False)
+    assert binds == []
+
+
+def test_lineage_file_keeps_the_last_devices(tmp_path: Path) -> None:
+    path = lineage_path(tmp_path / "procfs-view.pid")
+    assert path == tmp_path / "procfs-view.pid.devices"
+    assert read_lineage(path) == frozenset()
+    for minor in range(LINEAGE_KEEP + 3):
+        record_lineage(path, (0, minor))
+    record_lineage(path, (0, 5))  # again: moves to the end, not duplicated
+    devices = parse_lineage(path.read_text())
+    assert len(devices) == LINEAGE_KEEP
+    assert devices[-1] == (0, 5)
+    assert (0, 0) not in devices
+    assert sorted(tmp_path.iterdir()) == [path]
+    assert parse_lineage("0:38\ngarbage\n1:x\n 254:3 \n") == [(0, 38), (254, 3)]
