@@ -1,14 +1,17 @@
-"""Command line: the daemon (LXCFS-compatible flags) and the ``show`` debugging command."""
+"""Command line: the daemon (LXCFS-compatible flags), ``show`` (debugging), ``check`` (liveness)
+and ``webhook`` (Kubernetes injection)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from procfs_view import __version__
+from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcessGone, ProcfsViewError, ServeHost
 from procfs_view.options import ViewOptions
 from procfs_view.registry import SERVED_FILES, resolve
@@ -88,12 +91,113 @@ def show(argv: Sequence[str]) -> int:
     return 0
 
 
+def remount(argv: Sequence[str]) -> int:
+    """``procfs-view remount``: re-attach, now, every container's dead binds of our files.
+
+    What the daemon does when it starts, for operators (e.g. after detaching a stuck
+    mount by hand). One line per fixed bind on stdout; failures on stderr, exit 1.
+    """
+    import logging
+
+    from procfs_view.logsetup import setup_logging
+    from procfs_view.remount import FAILED, FIXED, lineage_path, reattach
+
+    parser = argparse.ArgumentParser(
+        prog="procfs-view remount",
+        description="Replace dead binds of MOUNTPOINT's files in every mount namespace.",
+    )
+    parser.add_argument("mountpoint", nargs="?", type=Path, default=DEFAULT_MOUNTPOINT)
+    parser.add_argument(
+        "-p",
+        "--pidfile",
+        type=Path,
+        default=Path("/run/procfs-view.pid"),
+        help="the daemon's pidfile; binds of the devices recorded next to it are adopted "
+        "even when other instances run (default %(default)s)",
+    )
+    parser.add_argument("-d", "--debug", action="store_true", help="log every step")
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    if not args.debug:  # stdout already says what was fixed
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        outcomes = reattach(Path(os.path.realpath(args.mountpoint)), lineage_path(args.pidfile))
+    except OSError as error:
+        print(f"procfs-view remount: {error}", file=sys.stderr)
+        return 1
+    for outcome in outcomes:
+        if outcome.status == FIXED:
+            print(f"fixed mnt:[{outcome.namespace}] pid {outcome.pid} {outcome.path}")
+        elif outcome.status == FAILED:
+            print(f"procfs-view remount: {outcome.describe()}", file=sys.stderr)
+    return 1 if any(outcome.status == FAILED for outcome in outcomes) else 0
+
+
+def check(argv: Sequence[str]) -> int:
+    """``procfs-view check``: the liveness probe; 0 when the mount answers in time."""
+    from procfs_view.health import DEFAULT_TIMEOUT, probe
+
+    parser = argparse.ArgumentParser(
+        prog="procfs-view check",
+        description="Exit 0 when MOUNTPOINT/proc/meminfo answers within the timeout.",
+    )
+    parser.add_argument("mountpoint", nargs="?", type=Path, default=DEFAULT_MOUNTPOINT)
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    problem = probe(args.mountpoint, args.timeout)
+    if problem is not None:
+        print(f"procfs-view check: {problem}", file=sys.stderr)
+        return 1
+    print(f"procfs-view check: {args.mountpoint} is serving")
+    return 0
+
+
+def webhook(argv: Sequence[str]) -> int:
+    """``procfs-view webhook``: the Kubernetes mutating admission webhook (HTTPS only)."""
+    from procfs_view.logsetup import setup_logging
+    from procfs_view.webhook import DEFAULT_MOUNT_DIR
+    from procfs_view.webhook_server import WebhookConfig, run
+
+    parser = argparse.ArgumentParser(
+        prog="procfs-view webhook",
+        description=(
+            "Mutating admission webhook (AdmissionReview v1 over HTTPS) that mounts the "
+            "served files into pods; see packaging/kubernetes/webhook.yaml."
+        ),
+    )
+    parser.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT")
+    parser.add_argument("--tls-cert", type=Path, required=True, help="PEM certificate chain")
+    parser.add_argument("--tls-key", type=Path, required=True, help="PEM private key")
+    parser.add_argument(
+        "--mount-dir",
+        default=DEFAULT_MOUNT_DIR,
+        help="the daemon's mountpoint on the nodes (default %(default)s)",
+    )
+    parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    return run(WebhookConfig(args.listen, args.tls_cert, args.tls_key, args.mount_dir))
+
+
+def _cache_ttl(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > 60:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 60 seconds, got {text!r}")
+    return value
+
+
 def _daemon_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="procfs-view",
         description=(
             "Serve per-container /proc and /sys files over FUSE (LXCFS-compatible). "
-            "Subcommand: 'procfs-view show [--pid PID] FILE...'."
+            "Subcommands: 'procfs-view show [--pid PID] FILE...', "
+            "'procfs-view check [MOUNTPOINT]', 'procfs-view webhook --tls-cert F --tls-key F'."
         ),
     )
     parser.add_argument("mountpoint", nargs="?", type=Path, default=DEFAULT_MOUNTPOINT)
@@ -102,6 +206,14 @@ def _daemon_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-dir", type=Path, default=Path("/run"))
     parser.add_argument(
         "-o", dest="fuse_options", action="append", default=[], help="extra FUSE mount options"
+    )
+    parser.add_argument(
+        "--cache-ttl",
+        type=_cache_ttl,
+        default=DEFAULT_TTL,
+        metavar="SECONDS",
+        help=f"reuse a file rendered for the same cgroups, and host inputs, for at most "
+        f"SECONDS (default {DEFAULT_TTL:g}; 0 computes every read afresh)",
     )
     parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
     parser.add_argument(
@@ -139,6 +251,7 @@ def run_daemon(argv: Sequence[str]) -> int:
         fuse_options=fuse_options,
         debug=args.debug,
         roots=Roots(args.proc_root, args.cgroup_root, args.sys_root),
+        cache_ttl=args.cache_ttl,
     )
     return daemon.run(config)
 
@@ -147,4 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["show"]:
         return show(arguments[1:])
+    if arguments[:1] == ["remount"]:
+        return remount(arguments[1:])
+    if arguments[:1] == ["check"]:
+        return check(arguments[1:])
+    if arguments[:1] == ["webhook"]:
+        return webhook(arguments[1:])
     return run_daemon(arguments)

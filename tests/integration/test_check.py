@@ -1,0 +1,76 @@
+"""``procfs-view check``, the liveness probe: 0 on a live mount, 1 with a one-line reason on a
+plain directory, a missing path, a dead mount (kill -9) and a hung daemon (SIGSTOP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import REPO, TIMEOUT, Daemon, StartDaemon
+
+pytestmark = pytest.mark.fuse
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "procfs_view", "check", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def assert_fails(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("procfs-view check: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_live_mount_passes(mounted: Daemon) -> None:
+    result = run_check(str(mounted.mountpoint))
+    assert result.returncode == 0, result.stderr
+    assert "serving" in result.stdout
+
+
+def test_plain_directory_fails(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text("MemTotal: 1 kB\n")
+    assert_fails(run_check(str(tmp_path)), "not mounted")
+
+
+def test_missing_path_fails(tmp_path: Path) -> None:
+    assert_fails(run_check(str(tmp_path / "nowhere")), "does not exist")
+
+
+def test_dead_mount_fails(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon()
+    daemon.process.kill()
+    daemon.process.wait(timeout=TIMEOUT)
+    assert_fails(run_check(str(daemon.mountpoint)), "dead mount", "not connected")
+    # (the fixture detaches the dead mount)
+
+
+def test_hung_daemon_fails_after_the_timeout(start_daemon: StartDaemon) -> None:
+    """The documented 2 s: a stopped daemon never answers, and the check still returns."""
+    daemon = start_daemon()
+    daemon.send(signal.SIGSTOP)
+    try:
+        result = run_check(str(daemon.mountpoint))
+    finally:
+        daemon.send(signal.SIGCONT)
+    assert_fails(result, "no answer within 2 s")
+    # The daemon answers the abandoned request and goes on serving.
+    assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
