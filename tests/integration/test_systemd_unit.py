@@ -97,7 +97,7 @@ def test_follows_lxcfs_unit_conventions(unit: Unit) -> None:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
     """Verified as shipped, except ExecStart pointing at an executable that exists here
-    (verify insists on it; the real one is installed by packaging/README.md)."""
+    (verify insists on it; the real one is installed as README.md describes)."""
     copy = tmp_path / UNIT.name
     copy.write_text(UNIT.read_text().replace(INSTALLED_BINARY, str(stand_in_binary(tmp_path))))
     result = subprocess.run(
