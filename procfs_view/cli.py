@@ -191,6 +191,15 @@ def _cache_ttl(text: str) -> float:
     return value
 
 
+def _metrics_address(text: str) -> str:
+    from procfs_view.metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _daemon_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="procfs-view",
@@ -214,6 +223,13 @@ def _daemon_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"reuse a file rendered for the same cgroups, and host inputs, for at most "
         f"SECONDS (default {DEFAULT_TTL:g}; 0 computes every read afresh)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        type=_metrics_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
     )
     parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
     parser.add_argument(
@@ -252,6 +268,7 @@ def run_daemon(argv: Sequence[str]) -> int:
         debug=args.debug,
         roots=Roots(args.proc_root, args.cgroup_root, args.sys_root),
         cache_ttl=args.cache_ttl,
+        metrics_address=args.metrics_address,
     )
     return daemon.run(config)
 

@@ -32,6 +32,7 @@ from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcfsViewError
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker
+from procfs_view.metrics import PrometheusMetrics
 from procfs_view.service import Roots, ViewOptions, ViewService
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class DaemonConfig:
     #: Seconds a rendered file (per path and caller cgroups) and host inputs may be reused;
     #: 0 computes every read afresh. See ViewService.
     cache_ttl: float = DEFAULT_TTL
+    #: ``HOST:PORT`` to serve Prometheus metrics at; None (the default) serves none.
+    metrics_address: str | None = None
 
     @property
     def pidfile_path(self) -> Path:
@@ -293,11 +296,20 @@ class Daemon:
         fs: ViewFS,
         service: ViewService,
         loads: LoadTracker | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         self.config = config
         self.fs = fs
         self.service = service
         self.loads = loads
+        self.metrics = metrics
+        if metrics is not None:
+            # Read at scrape time from the current service, which SIGUSR1 replaces.
+            metrics.track("stat_counters", lambda: len(self.service.stat_states))
+            metrics.track("rendered_cache", lambda: len(self.service.rendered))
+            if loads is not None:
+                metrics.track("loadavg", lambda: len(loads.cgroups))
+                metrics.track_loadavg_round(lambda: loads.last_round_seconds)
 
     def toggle_virtualization(self) -> None:
         options = self.service.options
@@ -320,7 +332,11 @@ class Daemon:
             service = cast(
                 ViewService,
                 module.ViewService(
-                    roots, options, load_source=self.loads, cache_ttl=self.config.cache_ttl
+                    roots,
+                    options,
+                    load_source=self.loads,
+                    cache_ttl=self.config.cache_ttl,
+                    metrics=self.metrics,
                 ),
             )
             self.fs.set_service(service)
@@ -397,11 +413,22 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         log.error("%s", exc)
         return 1
     loads = LoadTracker(config.roots.proc) if config.options.loadavg else None
+    metrics = PrometheusMetrics() if config.metrics_address is not None else None
     service = ViewService(
-        config.roots, config.options, load_source=loads, cache_ttl=config.cache_ttl
+        config.roots,
+        config.options,
+        load_source=loads,
+        cache_ttl=config.cache_ttl,
+        metrics=metrics,
     )
     fs = ViewFS(service)
-    daemon = Daemon(config, fs, service, loads)
+    daemon = Daemon(config, fs, service, loads, metrics)
+    if metrics is not None and config.metrics_address is not None:
+        try:
+            metrics.serve(config.metrics_address)
+        except OSError as exc:
+            log.error("cannot serve metrics at %s: %s", config.metrics_address, exc)
+            return 1
     options = fuse_options(config)
     # Until the signal task listens, a SIGTERM would kill us with the mount attached.
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)

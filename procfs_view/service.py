@@ -34,6 +34,7 @@ from procfs_view.errors import (
 from procfs_view.fileio import read_bytes
 from procfs_view.host import CachedHostReader, HostReader, clock_ticks
 from procfs_view.identity import InitFinder
+from procfs_view.metrics import NoMetrics, Recorder
 from procfs_view.options import ViewOptions
 from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
@@ -84,6 +85,17 @@ class LogOnce:
 
 
 StateT = TypeVar("StateT")
+
+
+def describe_cgroup(cgroup_text: str) -> str:
+    """The caller's cgroup for a log line: its v2 path, else its v1 memory cgroup."""
+    paths = dict(
+        line.split(":", 2)[1:] for line in cgroup_text.splitlines() if line.count(":") >= 2
+    )
+    for controllers, path in paths.items():
+        if controllers == "" or "memory" in controllers.split(","):
+            return path
+    return "?" if not paths else next(iter(paths.values()))
 
 
 class StateStore(Generic[StateT]):
@@ -223,8 +235,10 @@ class ViewService:
         cache_ttl: float = 0.0,
         cache_capacity: int = DEFAULT_CAPACITY,
         clock: Clock = time.monotonic,
+        metrics: Recorder | None = None,
     ) -> None:
         self.roots = roots or Roots()
+        self.metrics: Recorder = metrics or NoMetrics()
         self._options = options or ViewOptions()
         self.layout = layout or discover_layout(self.roots.proc, self.roots.cgroup)
         self.cgroups = CgroupReader(self.layout)
@@ -300,12 +314,26 @@ class ViewService:
         for the same path and cgroups (and pid namespace, for uptime) less than TTL
         seconds ago is returned as is.
         """
+        started = time.perf_counter()
+        outcome = "host"
+        try:
+            content, outcome = self._answer(path, pid)
+        finally:
+            self.metrics.request(path, outcome, time.perf_counter() - started)
+        return content
+
+    def _answer(self, path: str, pid: int) -> tuple[bytes, str]:
+        """``answer`` and how it went: ``view``, or why the host file was served (``host``,
+        ``gone``, ``error``: the reasons the metrics count)."""
         served = BY_PATH[path]
         if not self._options.virtualize:
-            return self.host_content(path)
+            return self.host_content(path), "host"
         if served.host_only(self._options):  # the same for everyone: no cgroup to read
-            return self.rendered.get_or_compute((path, "", 0), lambda: self.host_content(path))
+            content = self.rendered.get_or_compute((path, "", 0), lambda: self.host_content(path))
+            return content, "host"
         key: tuple[str, str, int] | None = None
+        cgroup_text = ""
+        outcome = "view"
         try:
             cgroup_text = read_cgroup_text(pid, self.roots.proc)
             if self.rendered.enabled:
@@ -313,33 +341,35 @@ class ViewService:
                 key = (path, cgroup_text, namespace)
                 cached = self.rendered.get(key)
                 if cached is not None:
-                    return cached
+                    return cached, "view"
             content = self._render(served, pid, cgroup_text)
         except ServeHost:
-            content = self.host_content(path)
+            content, outcome = self.host_content(path), "host"
         except ProcessGone:
             # Not cached: the host file is no answer for the cgroup this caller was in.
             log.debug("%s: caller pid %d exited; answering with the host file", path, pid)
-            return self.host_content(path)
+            return self.host_content(path), "gone"
         except ProcfsViewError as error:
             self._log_once.warning(
                 (path, str(error)),
-                "%s for pid %d: %s; serving the host file",
+                "%s for pid %d in cgroup %s: %s; serving the host file",
                 path,
                 pid,
+                describe_cgroup(cgroup_text),
                 error,
             )
-            content = self.host_content(path)
+            content, outcome = self.host_content(path), "error"
         except Exception as error:  # a bug in a view must not take the mount down
             self._log_once.warning(
                 (path, repr(error)),
-                "%s for pid %d: unexpected %r; serving the host file",
+                "%s for pid %d in cgroup %s: unexpected %r; serving the host file",
                 path,
                 pid,
+                describe_cgroup(cgroup_text),
                 error,
                 exc_info=True,
             )
-            content = self.host_content(path)
+            content, outcome = self.host_content(path), "error"
         if key is not None:
             self.rendered.put(key, content)
-        return content
+        return content, outcome

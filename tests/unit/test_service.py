@@ -125,6 +125,7 @@ def test_bad_input_falls_back_to_host_and_logs_once(
     assert answers == [host_file(host, path)] * 5
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
+    assert "/ct" in message  # the caller's cgroup
     assert path in message
     assert "700" in message
 
