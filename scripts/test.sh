@@ -16,5 +16,7 @@ if [ -x "$vm_tool" ] && { [ "${CI:-}" = "true" ] || [ "${PROCFS_VIEW_VM:-}" = "1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
   }
   echo "== cgroup v2 selection inside $vm_tool" >&2
-  "$vm_tool" --timeout 900 -- .venv/bin/python -m pytest -q -p no:cacheprovider -m cgroup2vm tests
+  # Through a pipe: the VM's console writes at offset 0 of a seekable stdout, which would
+  # overwrite the host run's output in a log file.
+  "$vm_tool" --timeout 900 -- .venv/bin/python -m pytest -q -p no:cacheprovider -m cgroup2vm tests | cat
 fi
