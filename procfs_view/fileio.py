@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from procfs_view.errors import CgroupDataError
+
 #: Reads stop here: no /proc or cgroup file we read is anywhere near it; garbage that is
 #: bigger is cut off (and then fails to parse) instead of exhausting memory.
 READ_LIMIT = 1 << 20
@@ -41,7 +43,15 @@ def read_bytes(path: str, limit: int = READ_LIMIT) -> bytes:
         os.close(fd)
 
 
-def read_text(path: str, limit: int = READ_LIMIT) -> str:
-    """``read_bytes`` decoded as UTF-8, like ``Path.read_text`` (UnicodeDecodeError on
-    garbage)."""
-    return read_bytes(path, limit).decode()
+def read_text(path: str, limit: int = READ_LIMIT, errors: str = "strict") -> str:
+    """``read_bytes`` decoded as UTF-8.
+
+    Raises:
+        CgroupDataError: the content is not UTF-8 (with ``errors="strict"``); pass
+            ``"surrogateescape"`` for text holding file names, which are bytes.
+    """
+    data = read_bytes(path, limit)
+    try:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError:
+        raise CgroupDataError(f"{path}: not UTF-8 text") from None

@@ -268,7 +268,8 @@ def read_cgroup_text(pid: int, proc_root: Path = Path("/proc")) -> str:
         ProcessGone: the pid does not exist (it exited before or during the read).
     """
     try:
-        return read_text(f"{proc_root}/{pid}/cgroup")
+        # cgroup names are bytes: keep odd ones intact rather than fail the caller.
+        return read_text(f"{proc_root}/{pid}/cgroup", errors="surrogateescape")
     except FileNotFoundError:
         raise ProcessGone(pid) from None
     except OSError as error:

@@ -98,9 +98,14 @@ def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict
 
 
 def format_line(key: str, value: int, unit: str) -> str:
-    """The kernel's layout: name and colon padded to 16 columns, value right-aligned in 8."""
+    """The kernel's layout: name and colon padded to 16 columns, value right-aligned in 8,
+    and always a blank between them (``HugePages_Total:`` fills 16 columns; an 8-digit
+    value would otherwise fuse with it and break every ``line.split()`` parser)."""
     suffix = f" {unit}" if unit else ""
-    return f"{key + ':':<16}{value:>8}{suffix}\n"
+    line = f"{key + ':':<16}{value:>8}"
+    if not line[len(key) + 1 :][:1].isspace():
+        line = f"{key}: {value}"
+    return f"{line}{suffix}\n"
 
 
 def render(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool = True) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from procfs_view.errors import ProcessGone, ServeHost
+from procfs_view.errors import CgroupDataError, ProcessGone, ServeHost
 from procfs_view.options import ViewOptions
 from tests.fixtures import FixtureHost
 
@@ -154,3 +154,12 @@ def test_two_containers_never_see_each_other(tmp_path: Path) -> None:
     second = service.answer("proc/meminfo", 800).decode().splitlines()[0]
     assert first.split()[1] == str(256 * 1024)
     assert second.split()[1] == str(512 * 1024)
+
+
+def test_non_utf8_host_file_is_a_data_error_and_falls_back(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    (host.proc / "meminfo").write_bytes(b"MemTotal: \xff\xfe kB\n")
+    service = host.service()
+    with pytest.raises(CgroupDataError):
+        service.render("proc/meminfo", 700)
+    assert service.answer("proc/meminfo", 700) == b"MemTotal: \xff\xfe kB\n"
