@@ -13,19 +13,16 @@ it created is removed at the end, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from procfs_view.cgroup import discover_layout
+from benchcgroups import bench_cgroups
+
 from procfs_view.loadavg import LOAD_FREQ, LoadTracker
 
 
@@ -38,27 +35,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("loadavg_scale: needs root to create cgroups", file=sys.stderr)
         return 2
-    hierarchy = discover_layout().hierarchy_for("cpu")
-    if hierarchy is None:
-        print("loadavg_scale: no cpu cgroup controller", file=sys.stderr)
-        return 2
-    prefix = f"procfs-view-bench-{secrets.token_hex(3)}"
-    directories: list[Path] = []
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        started = time.perf_counter()
-        for index in range(args.cgroups):
-            directory = hierarchy.mount_point / f"{prefix}-{index}"
-            directory.mkdir()
-            directories.append(directory)
-            procs_file = str(directory / "cgroup.procs")
-
-            def join(procs_file: str = procs_file) -> None:
-                with open(procs_file, "w") as handle:
-                    handle.write(str(os.getpid()))
-
-            for _ in range(args.procs):
-                processes.append(subprocess.Popen(["sleep", "3600"], preexec_fn=join))
+    started = time.perf_counter()
+    with bench_cgroups("cpu", args.cgroups, args.procs) as directories:
         setup = time.perf_counter() - started
         tracker = LoadTracker()
         for directory in directories:
@@ -69,36 +47,21 @@ def main() -> int:
             counts = tracker.count_all(tracker.tracked())
             tracker.fold(counts)
             rounds.append((tracker.last_round_seconds, time.process_time() - cpu_before))
-        threads = sum(c.total for c in counts.values() if c is not None)
-        wall = statistics.median(r[0] for r in rounds)
-        cpu = statistics.median(r[1] for r in rounds)
-        print(
-            f"loadavg sampling round: {args.cgroups} cgroups, {threads} threads "
-            f"(kernel {os.uname().release}, {os.cpu_count()} CPUs; setup {setup:.1f} s)"
-        )
-        share = f"share of {LOAD_FREQ:.0f} s"
-        print(f"| cgroups | threads | round wall (median) | round CPU | {share} |")
-        print("| ---: | ---: | ---: | ---: | ---: |")
-        print(
-            f"| {args.cgroups} | {threads} | {wall * 1000:.1f} ms | {cpu * 1000:.1f} ms "
-            f"| {wall / LOAD_FREQ * 100:.2f}% |"
-        )
-        return 0 if wall < LOAD_FREQ / 10 else 1
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-        for process in processes:
-            process.wait()
-        for directory in directories:
-            for _attempt in range(50):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
+    threads = sum(c.total for c in counts.values() if c is not None)
+    wall = statistics.median(r[0] for r in rounds)
+    cpu = statistics.median(r[1] for r in rounds)
+    print(
+        f"loadavg sampling round: {args.cgroups} cgroups, {threads} threads "
+        f"(kernel {os.uname().release}, {os.cpu_count()} CPUs; setup {setup:.1f} s)"
+    )
+    share = f"share of {LOAD_FREQ:.0f} s"
+    print(f"| cgroups | threads | round wall (median) | round CPU | {share} |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"| {args.cgroups} | {threads} | {wall * 1000:.1f} ms | {cpu * 1000:.1f} ms "
+        f"| {wall / LOAD_FREQ * 100:.2f}% |"
+    )
+    return 0 if wall < LOAD_FREQ / 10 else 1
 
 
 if __name__ == "__main__":

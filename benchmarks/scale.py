@@ -19,19 +19,16 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from read_latency import REPO, is_mounted, wait_for
-
-from procfs_view.cgroup import discover_layout
+from benchcgroups import bench_cgroups
+from read_latency import mounted
 
 MIB = 1024 * 1024
 
@@ -76,68 +73,15 @@ def process_figures(pid: int) -> tuple[int, float]:
     return rss, (int(fields[11]) + int(fields[12])) / ticks
 
 
-@contextlib.contextmanager
-def daemon(argv: Sequence[str], mountpoint: Path, what: str, log: Path) -> Iterator[int]:
-    """Run a FUSE daemon; yields its pid; SIGTERMs it (by pid) and checks the unmount."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(list(argv), stdout=log_file, stderr=log_file, env=env)
-    try:
-        wait_for(mountpoint, process, what)
-        yield process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
-        if is_mounted(mountpoint):
-            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+def limit_of(index: int) -> int:
+    return (64 + index % 100) * MIB
 
 
-@contextlib.contextmanager
-def cgroups(count: int) -> Iterator[tuple[list[str], list[int]]]:
-    """``count`` memory cgroups, each with a limit and a sleeping process; removed after."""
-    hierarchy = discover_layout().hierarchy_for("memory")
-    if hierarchy is None:
-        raise SystemExit("no memory cgroup controller")
-    prefix = f"procfs-view-bench-{secrets.token_hex(3)}"
-    directories: list[Path] = []
-    sleepers: list[subprocess.Popen[bytes]] = []
-    limits: list[int] = []
-    limit_file = "memory.max" if hierarchy.version == 2 else "memory.limit_in_bytes"
-    try:
-        for index in range(count):
-            directory = hierarchy.mount_point / f"{prefix}-{index}"
-            directory.mkdir()
-            directories.append(directory)
-            limits.append((64 + index % 100) * MIB)
-            (directory / limit_file).write_text(str(limits[-1]))
-            procs = str(directory / "cgroup.procs")
-
-            def join(procs: str = procs) -> None:
-                with open(procs, "w") as handle:
-                    handle.write(str(os.getpid()))
-
-            sleepers.append(subprocess.Popen(["sleep", "3600"], preexec_fn=join))
-        yield [str(d / "cgroup.procs") for d in directories], limits
-    finally:
-        for sleeper in sleepers:
-            with contextlib.suppress(ProcessLookupError):
-                sleeper.kill()
-            sleeper.wait()
-        for directory in directories:
-            for _attempt in range(100):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
+def set_limit(directory: Path, index: int) -> None:
+    name = (
+        "memory.limit_in_bytes" if (directory / "memory.limit_in_bytes").exists() else "memory.max"
+    )
+    (directory / name).write_text(str(limit_of(index)))
 
 
 def read_round_robin(
@@ -176,12 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrong_total = 0
     with tempfile.TemporaryDirectory(prefix="procfs-view-scale-") as tmp:
         base = Path(tmp)
-        ours_argv = [sys.executable, "-m", "procfs_view", "--pidfile", str(base / "pv.pid")]
-        with daemon(
-            [*ours_argv, str(base / "pv")], base / "pv", "procfs-view", base / "pv.log"
-        ) as pid:
+        pidfile = base / "pv.pid"
+        ours_argv = [sys.executable, "-m", "procfs_view", "--pidfile", str(pidfile)]
+        with mounted([*ours_argv, str(base / "pv")], base / "pv", "procfs-view", base / "pv.log"):
+            pid = int(pidfile.read_text().split()[0])
             lxcfs_cm = (
-                daemon(
+                mounted(
                     [lxcfs, "-f", "-p", str(base / "lxcfs.pid"), str(base / "lx")],
                     base / "lx",
                     "lxcfs",
@@ -192,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with lxcfs_cm:
                 for size in sizes:
-                    with cgroups(size) as (procs, limits):
+                    with bench_cgroups("memory", size, configure=set_limit) as directories:
+                        procs = [str(d / "cgroup.procs") for d in directories]
+                        limits = [limit_of(i) for i in range(size)]
                         _, cpu_before = process_figures(pid)
                         ours = read_round_robin(base / "pv", procs, limits, args.reads)
                         rss, cpu_after = process_figures(pid)
