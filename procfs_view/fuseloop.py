@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import select
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,20 +87,21 @@ async def wait_readable(fd: int) -> None:
     await trio.lowlevel.wait_readable(fd)
 
 
-def _namespace() -> types.SimpleNamespace:
-    lowlevel = types.SimpleNamespace(
-        current_trio_token=trio.lowlevel.current_trio_token,
-        current_task=trio.lowlevel.current_task,
-        notify_closing=trio.lowlevel.notify_closing,
-        wait_readable=wait_readable,
-    )
-    return types.SimpleNamespace(
-        Lock=FastLock,
-        lowlevel=lowlevel,
-        open_nursery=trio.open_nursery,
-        ClosedResourceError=trio.ClosedResourceError,
-        from_thread=trio.from_thread,
-    )
+class _Overlay:
+    """``base`` with a few attributes replaced; anything else pyfuse3 may use (in this or
+    a later version) still resolves to trio's own."""
+
+    def __init__(self, base: Any, **overrides: Any) -> None:
+        self._base = base
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+def _namespace() -> _Overlay:
+    lowlevel = _Overlay(trio.lowlevel, wait_readable=wait_readable)
+    return _Overlay(trio, Lock=FastLock, lowlevel=lowlevel)
 
 
 @contextlib.contextmanager
