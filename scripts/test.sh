@@ -18,5 +18,5 @@ if [ -x "$vm_tool" ] && { [ "${CI:-}" = "true" ] || [ "${PROCFS_VIEW_VM:-}" = "1
   echo "== cgroup v2 selection inside $vm_tool" >&2
   # Through a pipe: the VM's console writes at offset 0 of a seekable stdout, which would
   # overwrite the host run's output in a log file.
-  "$vm_tool" --timeout 900 -- .venv/bin/python -m pytest -q -p no:cacheprovider -m cgroup2vm tests | cat
+  "$vm_tool" --timeout 900 -- .venv/bin/python -m pytest -q -p no:cacheprovider -m cgroup2vm tests 2>&1 | cat
 fi
