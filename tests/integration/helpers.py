@@ -189,3 +189,18 @@ def in_view_env(mountpoint: Path) -> dict[str, str]:
     env.setdefault("TERM", "dumb")
     env["LC_ALL"] = "C"
     return env
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``procfs-view ARGS...`` from this checkout and capture its output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "procfs_view", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=TIMEOUT,
+        check=False,
+    )

@@ -3,31 +3,19 @@ plain directory, a missing path, a dead mount (kill -9) and a hung daemon (SIGST
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import REPO, TIMEOUT, Daemon, StartDaemon
+from tests.integration.helpers import TIMEOUT, Daemon, StartDaemon, run_cli
 
 pytestmark = pytest.mark.fuse
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "procfs_view", "check", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return run_cli("check", *args)
 
 
 def assert_fails(result: subprocess.CompletedProcess[str], *words: str) -> None:

@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,6 @@ from tests.integration.helpers import (
     BOUND_FILES,
     FSTYPE,
     MIB,
-    REPO,
     TIMEOUT,
     Daemon,
     StartDaemon,
@@ -44,6 +42,7 @@ from tests.integration.helpers import (
     in_view_env,
     is_mounted,
     kill_started,
+    run_cli,
     wait_mounted,
 )
 
@@ -337,17 +336,7 @@ def test_sigusr1_reload_fails_no_read(start_daemon: StartDaemon, tmp_path: Path)
 
 
 def _remount_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "procfs_view", "remount", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return run_cli("remount", *args)
 
 
 def test_remount_command_fixes_orphaned_binds_and_prints_them(
