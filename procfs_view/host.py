@@ -209,13 +209,7 @@ class HostReader:
         return parse_start_ticks(text) / clock_ticks()
 
     def pid_namespace(self, pid: int) -> int:
-        """Inode of the pid namespace of ``pid`` (equal inodes = same namespace)."""
-        try:
-            return os.stat(f"{self.proc}/{pid}/ns/pid").st_ino
-        except FileNotFoundError:
-            raise ProcessGone(pid) from None
-        except ProcessLookupError:
-            raise ProcessGone(pid) from None
+        return pid_namespace(self.proc, pid)
 
 
 #: /proc/cpuinfo changes only on CPU hotplug (and in its "cpu MHz" lines), and is costly
@@ -286,6 +280,19 @@ class CachedHostReader:
 
     def pid_namespace(self, pid: int) -> int:
         return self.reader.pid_namespace(pid)
+
+
+def pid_namespace(proc_root: Path, pid: int | str) -> int:
+    """Inode of the pid namespace of ``pid`` (``self`` for this process); equal inodes mean
+    the same namespace.
+
+    Raises:
+        ProcessGone: the process does not exist (it may have exited).
+    """
+    try:
+        return os.stat(f"{proc_root}/{pid}/ns/pid").st_ino
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(int(pid) if str(pid).isdigit() else -1) from None
 
 
 def clock_ticks() -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from procfs_view.errors import CgroupDataError, ProcessGone
-from procfs_view.host import parse_start_ticks
+from procfs_view.host import parse_start_ticks, pid_namespace
 
 
 def parse_nspid(status_text: str) -> tuple[int, ...]:
@@ -44,12 +44,10 @@ class InitFinder:
         self.proc = proc_root
         self.max_entries = max_entries
         self._cache: dict[int, _CachedInit] = {}
+        self._host_namespace: int | None = None
 
     def _namespace(self, pid: int | str) -> int:
-        try:
-            return os.stat(self.proc / str(pid) / "ns" / "pid").st_ino
-        except (FileNotFoundError, ProcessLookupError):
-            raise ProcessGone(int(pid) if str(pid).isdigit() else -1) from None
+        return pid_namespace(self.proc, pid)
 
     def _nspid(self, pid: int) -> tuple[int, ...]:
         try:
@@ -64,8 +62,11 @@ class InitFinder:
             return None
 
     def host_namespace(self) -> int:
-        """The daemon's own pid namespace: callers in it are "the host"."""
-        return self._namespace("self")
+        """The daemon's own pid namespace: callers in it are "the host". A process never
+        changes pid namespace, so it is looked up once."""
+        if self._host_namespace is None:
+            self._host_namespace = self._namespace("self")
+        return self._host_namespace
 
     def find(self, pid: int) -> int | None:
         """Host pid of the init of ``pid``'s namespace, or None when ``pid`` shares the
