@@ -1,4 +1,4 @@
-"""A leaner trio for pyfuse3's request loop: two scheduler round trips fewer per request.
+"""A leaner trio for pyfuse3's request loop: no scheduler round trip between requests.
 
 pyfuse3's worker loop (``_session_loop``) does, per FUSE request::
 
@@ -6,9 +6,11 @@ pyfuse3's worker loop (``_session_loop``) does, per FUSE request::
         await trio.lowlevel.wait_readable(fd)     # always parks, even if a request waits
     fuse_session_receive_buf(...); handler()
 
-Each park is a full pass of trio's run loop (epoll re-arm, epoll_wait, reschedule): on
-the benchmark VM about 30 us, i.e. two thirds of the daemon's cost of a trivial request,
-and an open+read+close is four requests (open, read, read at EOF, release).
+Each park is a full pass of trio's run loop (epoll re-arm, epoll_wait, reschedule), and
+an open+read+close is four requests (open, read, read at EOF, release), each of them a
+sleep and a wake-up of the daemon's thread. On a VM a wake-up of an idle vCPU is an
+inter-processor interrupt through the hypervisor: tens of microseconds, more than the
+daemon's whole work on a cached file.
 
 pyfuse3 reaches trio only through its module attribute ``pyfuse3.trio`` (that is how
 ``pyfuse3.asyncio.enable()`` swaps in asyncio), so ``installed()`` points it at this
@@ -16,30 +18,50 @@ module's namespace for the duration of ``pyfuse3.main``:
 
 - ``Lock``: takes an unheld lock without a checkpoint (waiters park as usual);
 - ``lowlevel.wait_readable``: returns at once when a request is already queued on the
-  FUSE fd (a zero-timeout ``poll``), and otherwise parks in trio as before. At most
-  ``FAST_PATH_LIMIT`` requests in a row skip the scheduler; then one real checkpoint
-  lets the signal handler and the loadavg sampler run, so a flood of reads cannot starve
-  SIGTERM, and cancellation is still delivered.
+  FUSE fd (a zero-timeout ``poll``); otherwise it *busy-polls* for up to ``busy_poll``
+  seconds (``sched_yield`` between polls, so a reader on the same CPU runs), because a
+  reader in the middle of open/read/close sends its next request within microseconds;
+  only then does it park in trio as before. After a ``release`` (``burst_ended()``) the
+  next request is not implied, so that spin is skipped, with exponential back-off, while
+  it keeps timing out: a process that reads one file now and then costs no spin at all.
+  Every ``FAST_PATH_LIMIT`` requests one real checkpoint lets the signal handler and the
+  loadavg sampler run, so a flood of reads cannot starve SIGTERM, and cancellation is
+  still delivered. With nothing to read nothing spins: an idle daemon uses no CPU.
 
-Everything else is trio's own. Measured on the benchmark VM with a trivial file: 132 us
-per open+read+close with stock pyfuse3 main loop, 68 us with the lock alone, 46 us with
-both.
+Everything else is trio's own. Measured on the benchmark VM (benchmarks/README.md):
+open+read+close of a cached file 166 us with the zero-timeout poll alone, 57 us with the
+50 us busy-poll; a minimal pyfuse3 filesystem went from 132 us (stock loop) to 46 us
+(lock and poll) on the earlier Xeon VM.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pyfuse3
 import trio
 
-__all__ = ["FAST_PATH_LIMIT", "FastLock", "installed", "wait_readable"]
+from procfs_view.options import DEFAULT_BUSY_POLL
+
+__all__ = [
+    "DEFAULT_BUSY_POLL",
+    "FAST_PATH_LIMIT",
+    "FastLock",
+    "burst_ended",
+    "installed",
+    "wait_readable",
+]
 
 #: Requests served back to back without yielding to trio's scheduler.
 FAST_PATH_LIMIT = 16
+#: After this many timed-out spins following a release in a row, back-off is at its most:
+#: one spin is tried per 64 releases.
+_MAX_BACKOFF = 64
 
 
 class FastLock:
@@ -61,29 +83,80 @@ class FastLock:
 
 
 class _Readiness:
-    """Per-fd zero-timeout poll objects and the count of requests served without a park."""
+    """Per-fd zero-timeout poll objects, the busy-poll window, and the bookkeeping that
+    bounds both the requests served without a checkpoint and the spins that do not pay."""
 
     def __init__(self) -> None:
         self.pollers: dict[int, select.poll] = {}
         self.streak = 0
+        self.busy_poll = 0.0
+        self.after_release = False
+        self.backoff = 0
+        self.skip = 0
 
-    def ready(self, fd: int) -> bool:
+    def reset(self, busy_poll: float) -> None:
+        self.pollers.clear()
+        self.streak = 0
+        self.busy_poll = busy_poll
+        self.after_release = False
+        self.backoff = self.skip = 0
+
+    def poller(self, fd: int) -> select.poll:
         poller = self.pollers.get(fd)
         if poller is None:
             poller = self.pollers[fd] = select.poll()
             poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
+        return poller
+
+    def ready(self, fd: int) -> bool:
+        return bool(self.poller(fd).poll(0))
+
+    def spin(self, fd: int) -> bool:
+        """Busy-poll ``fd`` for up to the window; True when it became readable."""
+        if self.busy_poll <= 0:
+            return False
+        if not self.after_release:
+            return self._spin(fd)
+        self.after_release = False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        readable = self._spin(fd)
+        self.backoff = 0 if readable else min(_MAX_BACKOFF, max(1, 2 * self.backoff))
+        self.skip = self.backoff
+        return readable
+
+    def _spin(self, fd: int) -> bool:
+        poller = self.poller(fd)
+        deadline = time.perf_counter() + self.busy_poll
+        while True:
+            os.sched_yield()
+            if poller.poll(0):
+                return True
+            if time.perf_counter() >= deadline:
+                return False
 
 
 _readiness = _Readiness()
 
 
+def burst_ended() -> None:
+    """Tell the loop that the request just served ends a burst (a ``release``): the next
+    request is not implied, so busy-poll for it only while that has been paying off."""
+    _readiness.after_release = True
+
+
 async def wait_readable(fd: int) -> None:
-    """``trio.lowlevel.wait_readable`` that skips the park when ``fd`` is readable now."""
-    if _readiness.streak < FAST_PATH_LIMIT and _readiness.ready(fd):
-        _readiness.streak += 1
+    """``trio.lowlevel.wait_readable`` that skips the park when ``fd`` is readable now or
+    becomes readable within the busy-poll window."""
+    readiness = _readiness
+    if readiness.streak >= FAST_PATH_LIMIT:
+        readiness.streak = 0
+        await trio.lowlevel.checkpoint()
+    if readiness.ready(fd) or readiness.spin(fd):
+        readiness.streak += 1
         return
-    _readiness.streak = 0
+    readiness.streak = 0
     await trio.lowlevel.wait_readable(fd)
 
 
@@ -105,18 +178,21 @@ def _namespace() -> _Overlay:
 
 
 @contextlib.contextmanager
-def installed() -> Iterator[None]:
-    """Run pyfuse3's loop on this namespace (restored on exit). Only when pyfuse3 exposes
-    the ``trio`` attribute it is built around; otherwise stock pyfuse3 runs unchanged."""
+def installed(busy_poll: float = DEFAULT_BUSY_POLL) -> Iterator[None]:
+    """Run pyfuse3's loop on this namespace (restored on exit), busy-polling up to
+    ``busy_poll`` seconds for the next request (0: never). Only when pyfuse3 exposes the
+    ``trio`` attribute it is built around; otherwise stock pyfuse3 runs unchanged."""
+    if busy_poll < 0:
+        raise ValueError(f"negative busy-poll window {busy_poll}")
     module: Any = pyfuse3
     original = getattr(module, "trio", None)
     if original is not trio:
         yield
         return
     module.trio = _namespace()
-    _readiness.streak = 0
+    _readiness.reset(busy_poll)
     try:
         yield
     finally:
         module.trio = original
-        _readiness.pollers.clear()
+        _readiness.reset(0.0)

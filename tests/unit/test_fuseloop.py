@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,3 +106,76 @@ def test_installed_swaps_pyfuse3s_trio_and_restores_it() -> None:
         assert module.trio.lowlevel.wait_readable is fuseloop.wait_readable
         assert module.trio.ClosedResourceError is trio.ClosedResourceError
     assert module.trio is trio
+
+
+@pytest.fixture
+def readiness() -> Iterator[Any]:
+    """The loop's bookkeeping, reset around each test."""
+    fuseloop._readiness.reset(fuseloop.DEFAULT_BUSY_POLL)
+    yield fuseloop._readiness
+    fuseloop._readiness.reset(0.0)
+
+
+def test_a_request_arriving_within_the_busy_poll_window_skips_the_scheduler(
+    pipe: tuple[int, int], readiness: Any
+) -> None:
+    read_end, write_end = pipe
+    readiness.busy_poll = 5.0  # generous: the writer thread below may be slow to start
+
+    async def main() -> None:
+        writer = threading.Timer(0.01, os.write, (write_end, b"x"))
+        writer.start()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await fuseloop.wait_readable(read_end)  # parked in trio, it would be cancelled
+        writer.join()
+        assert not scope.cancelled_caught
+
+    trio.run(main)
+
+
+def test_without_busy_poll_an_idle_fd_parks_at_once(pipe: tuple[int, int], readiness: Any) -> None:
+    read_end, _ = pipe
+    readiness.busy_poll = 0.0
+
+    async def main() -> None:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await fuseloop.wait_readable(read_end)
+        assert scope.cancelled_caught
+
+    trio.run(main)
+
+
+def test_spins_after_a_release_back_off_while_they_time_out(
+    pipe: tuple[int, int], readiness: Any
+) -> None:
+    """A reader that reads one file now and then: after its release nothing follows, so
+    the spin is tried once, then skipped for 1, 2, 4, ... 64 releases; one that pays off
+    brings it back at once."""
+    read_end, write_end = pipe
+    readiness.busy_poll = 0.001
+    spun = []
+    for _ in range(200):
+        fuseloop.burst_ended()
+        started = time.perf_counter()
+        assert not readiness.spin(read_end)
+        spun.append(time.perf_counter() - started >= 0.001)
+    tried = [index for index, did in enumerate(spun) if did]
+    gaps = [later - earlier - 1 for earlier, later in itertools.pairwise(tried)]
+    assert gaps[:7] == [1, 2, 4, 8, 16, 32, 64]
+    # Within a burst (no release just before) the spin is always tried.
+    started = time.perf_counter()
+    assert not readiness.spin(read_end)
+    assert time.perf_counter() - started >= 0.001
+    # A spin after a release that finds a request resets the back-off.
+    os.write(write_end, b"x")
+    readiness.skip = 0
+    fuseloop.burst_ended()
+    assert readiness.spin(read_end)
+    assert (readiness.backoff, readiness.skip) == (0, 0)
+
+
+def test_a_negative_busy_poll_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"), fuseloop.installed(-1.0):
+        pass
