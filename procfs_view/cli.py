@@ -13,7 +13,8 @@ from pathlib import Path
 from procfs_view import __version__
 from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcessGone, ProcfsViewError, ServeHost
-from procfs_view.options import ViewOptions
+from procfs_view.fileio import DEFAULT_OPEN_FILES
+from procfs_view.options import DEFAULT_BUSY_POLL, ViewOptions
 from procfs_view.registry import SERVED_FILES, resolve
 
 DEFAULT_MOUNTPOINT = Path("/var/lib/lxcfs")
@@ -191,6 +192,27 @@ def _cache_ttl(text: str) -> float:
     return value
 
 
+def _busy_poll_us(text: str) -> float:
+    """Microseconds on the command line, seconds inside."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10000 us, got {text!r}")
+    return value / 1e6
+
+
+def _open_files(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of files: {text!r}") from None
+    if not 0 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {1 << 20}, got {text!r}")
+    return value
+
+
 def _metrics_address(text: str) -> str:
     from procfs_view.metrics import parse_address
 
@@ -223,6 +245,24 @@ def _daemon_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"reuse a file rendered for the same cgroups, and host inputs, for at most "
         f"SECONDS (default {DEFAULT_TTL:g}; 0 computes every read afresh)",
+    )
+    parser.add_argument(
+        "--busy-poll",
+        type=_busy_poll_us,
+        default=DEFAULT_BUSY_POLL,
+        metavar="USEC",
+        help=f"after answering a request, poll up to USEC microseconds for the next one "
+        f"before sleeping (default {DEFAULT_BUSY_POLL * 1e6:g}; 0 never polls): saves a "
+        f"wake-up per request while a reader is mid-read; nothing polls when idle",
+    )
+    parser.add_argument(
+        "--open-files",
+        type=_open_files,
+        default=DEFAULT_OPEN_FILES,
+        metavar="N",
+        help=f"keep up to N cgroup and /proc files open, re-read with one pread (default "
+        f"{DEFAULT_OPEN_FILES}; about 4.3 KiB of kernel memory each; 0 opens every file "
+        f"afresh)",
     )
     parser.add_argument(
         "--metrics-address",
@@ -268,6 +308,8 @@ def run_daemon(argv: Sequence[str]) -> int:
         debug=args.debug,
         roots=Roots(args.proc_root, args.cgroup_root, args.sys_root),
         cache_ttl=args.cache_ttl,
+        busy_poll=args.busy_poll,
+        open_files=args.open_files,
         metrics_address=args.metrics_address,
     )
     return daemon.run(config)

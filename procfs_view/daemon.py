@@ -14,6 +14,7 @@ import fcntl
 import importlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -30,9 +31,11 @@ import trio
 from procfs_view import fuseloop, remount
 from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcfsViewError
+from procfs_view.fileio import DEFAULT_OPEN_FILES
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker
 from procfs_view.metrics import PrometheusMetrics
+from procfs_view.options import DEFAULT_BUSY_POLL
 from procfs_view.service import Roots, ViewOptions, ViewService
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,10 @@ class DaemonConfig:
     #: Seconds a rendered file (per path and caller cgroups) and host inputs may be reused;
     #: 0 computes every read afresh. See ViewService.
     cache_ttl: float = DEFAULT_TTL
+    #: Seconds the FUSE loop busy-polls for the next request before sleeping (fuseloop).
+    busy_poll: float = DEFAULT_BUSY_POLL
+    #: Descriptors of cgroup and /proc files kept open for re-reading (fileio.OpenFiles).
+    open_files: int = DEFAULT_OPEN_FILES
     #: ``HOST:PORT`` to serve Prometheus metrics at; None (the default) serves none.
     metrics_address: str | None = None
 
@@ -252,6 +259,19 @@ def fuse_options(config: DaemonConfig) -> set[str]:
     return options
 
 
+def raise_fd_limit(wanted: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to ``wanted`` (at most the hard limit): the pool of
+    kept cgroup-file descriptors sizes itself from it, and services start with a soft limit
+    of 1024 (systemd) however many containers the host runs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+
+
 # -- reload ----------------------------------------------------------------------------
 
 
@@ -337,12 +357,14 @@ class Daemon:
                     load_source=self.loads,
                     cache_ttl=self.config.cache_ttl,
                     metrics=self.metrics,
+                    open_files=self.config.open_files,
                 ),
             )
             self.fs.set_service(service)
         except Exception:
             log.exception("SIGUSR1: reload failed, still serving with the previous code")
             return
+        self.service.close()
         self.service = service
         log.info("SIGUSR1: reloaded the view code (%d paths)", len(service.served_paths()))
 
@@ -385,7 +407,7 @@ class Daemon:
             nursery.start_soon(self.reattach_binds)
             if self.loads is not None:
                 nursery.start_soon(self.loads.run)
-            with fuseloop.installed():
+            with fuseloop.installed(self.config.busy_poll):
                 await pyfuse3.main(min_tasks=1, max_tasks=FUSE_WORKER_TASKS)
             # main() also returns when someone unmounts us; then stop listening too.
             nursery.cancel_scope.cancel()
@@ -414,12 +436,14 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         return 1
     loads = LoadTracker(config.roots.proc) if config.options.loadavg else None
     metrics = PrometheusMetrics() if config.metrics_address is not None else None
+    raise_fd_limit(2 * config.open_files + 1024)
     service = ViewService(
         config.roots,
         config.options,
         load_source=loads,
         cache_ttl=config.cache_ttl,
         metrics=metrics,
+        open_files=config.open_files,
     )
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
@@ -443,7 +467,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
             len(service.served_paths()),
             mountpoint,
             os.getpid(),
-            _describe(config.options, config.cache_ttl),
+            _describe(config),
         )
         status = 0
         try:
@@ -459,6 +483,13 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
-def _describe(options: ViewOptions, cache_ttl: float) -> str:
-    described = [f"{name}={value}" for name, value in dataclasses.asdict(options).items()]
-    return ", ".join([*described, f"cache_ttl={cache_ttl:g}s"])
+def _describe(config: DaemonConfig) -> str:
+    described = [f"{name}={value}" for name, value in dataclasses.asdict(config.options).items()]
+    return ", ".join(
+        [
+            *described,
+            f"cache_ttl={config.cache_ttl:g}s",
+            f"busy_poll={config.busy_poll * 1e6:g}us",
+            f"open_files={config.open_files}",
+        ]
+    )

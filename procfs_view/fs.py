@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import pyfuse3
 from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
 
+from procfs_view import fuseloop
 from procfs_view.logsetup import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,7 @@ class ViewFS(pyfuse3.Operations):
     @errno_boundary
     async def release(self, fh: FileHandleT) -> None:
         self._handles.pop(fh, None)
+        fuseloop.burst_ended()  # the reader is done with this file: no request is implied
 
     # -- directories ------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from procfs_view.cache import Clock, TtlCache
 from procfs_view.errors import CgroupDataError, ProcessGone
-from procfs_view.fileio import read_text
+from procfs_view.fileio import decode, read_bytes
 from procfs_view.parsers import parse_cpu_list
 
 
@@ -35,10 +37,15 @@ class HostMeminfo:
     entries: tuple[MeminfoEntry, ...]
 
     def kb(self, key: str, default: int = 0) -> int:
+        """The value of the first ``key`` line."""
+        return self._first.get(key, default)
+
+    @cached_property
+    def _first(self) -> dict[str, int]:
+        first: dict[str, int] = {}
         for entry in self.entries:
-            if entry.key == key:
-                return entry.value
-        return default
+            first.setdefault(entry.key, entry.value)
+        return first
 
 
 def parse_meminfo(text: str) -> HostMeminfo:
@@ -96,8 +103,9 @@ def parse_stat(text: str) -> HostStat:
     per_cpu: list[CpuLine] = []
     other: list[str] = []
     for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu"):
+        # Only cpu lines are split: the intr line alone holds thousands of numbers.
+        parts = line.split() if line.lstrip().startswith("cpu") else None
+        if parts:
             name = parts[0]
             if name != "cpu" and not name[3:].isdigit():
                 raise CgroupDataError(f"stat: bad cpu line {line[:40]!r}")
@@ -171,9 +179,11 @@ class HostReader:
 
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
+    read_file: Callable[[str], bytes] = field(default=read_bytes, compare=False, repr=False)
 
     def read_proc(self, relative: str) -> str:
-        return read_text(f"{self.proc}/{relative}")
+        where = f"{self.proc}/{relative}"
+        return decode(self.read_file(where), where)
 
     def meminfo(self) -> HostMeminfo:
         return parse_meminfo(self.read_proc("meminfo"))
@@ -193,7 +203,8 @@ class HostReader:
     def online_cpus(self) -> tuple[int, ...]:
         """Host CPUs online; falls back to the per-CPU lines of /proc/stat."""
         try:
-            return parse_cpu_list(read_text(f"{self.sys}/devices/system/cpu/online"))
+            where = f"{self.sys}/devices/system/cpu/online"
+            return parse_cpu_list(decode(self.read_file(where), where))
         except (OSError, CgroupDataError):
             numbers = (line.number for line in self.stat().per_cpu)
             return tuple(n for n in numbers if n is not None)

@@ -7,7 +7,7 @@ of the documented shape, so the caller can fall back; none of them does I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from procfs_view.errors import CgroupDataError
 
@@ -40,15 +40,38 @@ def parse_limit(text: str, what: str) -> int | None:
     stripped = text.strip()
     if stripped == "max":
         return None
-    value = parse_int(stripped, what)
+    return limit_value(parse_int(stripped, what))
+
+
+def limit_value(value: int) -> int | None:
+    """A limit in bytes, or None for the values that mean "no limit" (negative, or the v1
+    "unlimited" near 2**63)."""
     if value < 0 or value >= V1_UNLIMITED_THRESHOLD:
         return None
     return value
 
 
-def parse_flat_keyed(text: str, what: str) -> dict[str, int]:
+#: ``key value`` lines as the kernel prints them: printable keys, one blank, an integer.
+_FLAT_KEYED = re.compile(r"(?:[!-~]+ -?[0-9]+\n)*", re.ASCII)
+
+
+def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None) -> dict[str, int]:
     """Parse ``key value`` lines (memory.stat, cpu.stat). Lines that are not of that shape
-    are skipped; a file with none at all is an error."""
+    are skipped; a file with none at all is an error. With ``wanted``, only those keys are
+    returned (and converted).
+
+    A file exactly in the kernel's format (checked by one regex) is split in one go, which
+    is several times faster than line by line; anything else takes the line-by-line path.
+    """
+    if _FLAT_KEYED.fullmatch(text):
+        tokens = text.split()
+        try:
+            if wanted is None:
+                return dict(zip(tokens[::2], map(int, tokens[1::2]), strict=True))
+            raw = dict(zip(tokens[::2], tokens[1::2], strict=True))
+            return {key: int(raw[key]) for key in wanted if key in raw}
+        except ValueError:  # a value past int()'s digit limit: skip that line, below
+            pass
     values: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
@@ -60,6 +83,8 @@ def parse_flat_keyed(text: str, what: str) -> dict[str, int]:
             continue
     if not values and text.strip():
         raise CgroupDataError(f"{what}: no 'key value' lines in {text[:40]!r}")
+    if wanted is not None:
+        values = {key: values[key] for key in wanted if key in values}
     return values
 
 

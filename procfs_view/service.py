@@ -31,7 +31,7 @@ from procfs_view.errors import (
     ProcfsViewError,
     ServeHost,
 )
-from procfs_view.fileio import read_bytes
+from procfs_view.fileio import DEFAULT_OPEN_FILES, OpenFiles
 from procfs_view.host import CachedHostReader, HostReader, clock_ticks
 from procfs_view.identity import InitFinder
 from procfs_view.metrics import NoMetrics, Recorder
@@ -42,6 +42,10 @@ from procfs_view.views.loadavg import LoadSample
 from procfs_view.views.stat import StatState
 
 __all__ = ["Request", "Roots", "ViewOptions", "ViewService"]
+
+#: Descriptors of /proc/<pid>/cgroup kept at most: callers come and go, so these get a
+#: pool of their own that cannot push out the cgroup files every container shares.
+PID_FILES = 512
 
 #: Served paths whose content depends on the caller's pid namespace as well as its cgroups.
 _PER_NAMESPACE = frozenset({"proc/uptime"})
@@ -154,7 +158,7 @@ class Request:
     def membership(self) -> CgroupMembership:
         text = self.cgroup_text
         if text is None:
-            text = read_cgroup_text(self.pid, self.service.roots.proc)
+            text = read_cgroup_text(self.pid, self.service.roots.proc, self.service.pid_files.read)
         return parse_proc_cgroup(self.pid, text)
 
     def memory(self) -> MemoryRecord:
@@ -165,10 +169,12 @@ class Request:
 
     @cached_property
     def _visible_cpus(self) -> VisibleCpus:
+        # Without the CPU view the quota does not change which CPUs are shown.
+        quota = self.cpu_quota() if self.options.cpu_view else CpuQuota(None)
         return visible_cpus(
             self.cgroups.cpuset(self.membership),
             self.host.online_cpus(),
-            self.cgroups.cpu_quota(self.membership),
+            quota,
             self.options.cpu_view,
         )
 
@@ -180,6 +186,10 @@ class Request:
         return self.cgroups.cpu_usage_dir(self.membership).path
 
     def cpu_quota(self) -> CpuQuota:
+        return self._cpu_quota
+
+    @cached_property
+    def _cpu_quota(self) -> CpuQuota:
         return self.cgroups.cpu_quota(self.membership)
 
     def cpu_seconds_or_zero(self) -> float:
@@ -236,13 +246,18 @@ class ViewService:
         cache_capacity: int = DEFAULT_CAPACITY,
         clock: Clock = time.monotonic,
         metrics: Recorder | None = None,
+        open_files: int = DEFAULT_OPEN_FILES,
     ) -> None:
         self.roots = roots or Roots()
         self.metrics: Recorder = metrics or NoMetrics()
         self._options = options or ViewOptions()
         self.layout = layout or discover_layout(self.roots.proc, self.roots.cgroup)
-        self.cgroups = CgroupReader(self.layout)
-        self.host = CachedHostReader(HostReader(self.roots.proc, self.roots.sys), cache_ttl, clock)
+        self.files = OpenFiles(open_files)
+        self.pid_files = OpenFiles(min(open_files, PID_FILES))
+        self.cgroups = CgroupReader(self.layout, self.files.read)
+        self.host = CachedHostReader(
+            HostReader(self.roots.proc, self.roots.sys, self.files.read), cache_ttl, clock
+        )
         self.inits = InitFinder(self.roots.proc)
         self.user_hz = clock_ticks()
         self.load_source = load_source
@@ -254,6 +269,11 @@ class ViewService:
         self._proc = str(self.roots.proc)
         self._host_paths: dict[str, str] = {}
         self._log_once = LogOnce()
+
+    def close(self) -> None:
+        """Close the files kept open for re-reading (the service is being replaced)."""
+        self.files.close()
+        self.pid_files.close()
 
     @property
     def options(self) -> ViewOptions:
@@ -287,7 +307,7 @@ class ViewService:
         where = self._host_paths.get(path)
         if where is None:
             where = self._host_paths[path] = str(self.host_path(path))
-        return read_bytes(where)
+        return self.files.read(where)
 
     def render(self, path: str, pid: int) -> bytes:
         """The virtualized content, or an exception saying why there is none.
@@ -335,7 +355,7 @@ class ViewService:
         cgroup_text = ""
         outcome = "view"
         try:
-            cgroup_text = read_cgroup_text(pid, self.roots.proc)
+            cgroup_text = read_cgroup_text(pid, self.roots.proc, self.pid_files.read)
             if self.rendered.enabled:
                 namespace = self.host.pid_namespace(pid) if path in _PER_NAMESPACE else 0
                 key = (path, cgroup_text, namespace)

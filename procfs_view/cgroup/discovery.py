@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from procfs_view.errors import CgroupDataError, ProcessGone
-from procfs_view.fileio import read_text
+from procfs_view.fileio import decode, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,17 @@ class CgroupLayout:
     def hierarchy_for(self, controller: str) -> Hierarchy | None:
         """The hierarchy that owns ``controller``; v1 wins on a hybrid host, as the kernel binds
         a controller to at most one hierarchy and v1 takes it first."""
+        owners = self._owners
+        if controller not in owners:
+            owners[controller] = self._find_hierarchy(controller)
+        return owners[controller]
+
+    @functools.cached_property
+    def _owners(self) -> dict[str, Hierarchy | None]:
+        """``hierarchy_for``'s answers so far (the layout never changes)."""
+        return {}
+
+    def _find_hierarchy(self, controller: str) -> Hierarchy | None:
         for hierarchy in self.v1:
             if controller in hierarchy.controllers:
                 return hierarchy
@@ -242,8 +254,12 @@ def _prune_init_scope(path: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
-    """Parse ``/proc/<pid>/cgroup``: ``id:controllers:path`` per line (v1), ``0::path`` (v2)."""
+    """Parse ``/proc/<pid>/cgroup``: ``id:controllers:path`` per line (v1), ``0::path`` (v2).
+
+    Memoized (a pure function; a caller reads the same text on every request): callers
+    must not modify the membership they get."""
     v1: dict[str, str] = {}
     unified: str | None = None
     for line in text.splitlines():
@@ -261,7 +277,9 @@ def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
     return CgroupMembership(pid, v1, unified)
 
 
-def read_cgroup_text(pid: int, proc_root: Path = Path("/proc")) -> str:
+def read_cgroup_text(
+    pid: int, proc_root: Path = Path("/proc"), read_file: Callable[[str], bytes] = read_bytes
+) -> str:
     """The text of ``/proc/<pid>/cgroup``: the caller's cgroup identity.
 
     Raises:
@@ -269,7 +287,8 @@ def read_cgroup_text(pid: int, proc_root: Path = Path("/proc")) -> str:
     """
     try:
         # cgroup names are bytes: keep odd ones intact rather than fail the caller.
-        return read_text(f"{proc_root}/{pid}/cgroup", errors="surrogateescape")
+        where = f"{proc_root}/{pid}/cgroup"
+        return decode(read_file(where), where, errors="surrogateescape")
     except FileNotFoundError:
         raise ProcessGone(pid) from None
     except OSError as error:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import errno
 import functools
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from procfs_view.cgroup.discovery import CgroupLayout, CgroupMembership, Hierarchy
@@ -26,6 +27,7 @@ from procfs_view.cgroup.records import (
 from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
 from procfs_view.fileio import read_bytes
 from procfs_view.parsers import (
+    limit_value,
     parse_blkio_recursive,
     parse_cpu_list,
     parse_flat_keyed,
@@ -45,6 +47,7 @@ class CgroupDir:
 
     hierarchy: Hierarchy
     path: Path
+    read_file: Callable[[str], bytes] = field(default=read_bytes, compare=False, repr=False)
 
     @property
     def version(self) -> int:
@@ -65,14 +68,14 @@ class CgroupDir:
         Raises:
             CgroupUnavailable: missing file, cgroup removed (ENOENT/ENODEV), unreadable.
         """
-        return _read(f"{self.path}/{name}")
+        return _read(f"{self.path}/{name}", self.read_file)
 
     def read_optional(self, name: str) -> str | None:
         """Read ``name`` or return None when this kernel/controller does not provide it."""
         try:
-            return _read(f"{self.path}/{name}")
+            return _read(f"{self.path}/{name}", self.read_file)
         except CgroupUnavailable:
-            if not self.path.is_dir():
+            if not os.path.isdir(self.path):
                 raise
             return None
 
@@ -83,7 +86,7 @@ class CgroupDir:
         for index, path in enumerate(self.lineage()):
             where = f"{path}/{name}"
             try:
-                text = _read(where)
+                text = _read(where, self.read_file)
             except CgroupUnavailable:
                 if index == 0:
                     raise
@@ -104,9 +107,9 @@ def _lineage(path: Path, mount_point: Path) -> tuple[Path, ...]:
     return tuple(lineage)
 
 
-def _read(path: str) -> str:
+def _read(path: str, read_file: Callable[[str], bytes] = read_bytes) -> str:
     try:
-        data = read_bytes(path)
+        data = read_file(path)
     except OSError as error:
         reason = errno.errorcode.get(error.errno or 0, str(error.errno))
         raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
@@ -155,6 +158,20 @@ _V2_OPTIONAL_KEYS = {
 }
 
 
+#: The memory.stat keys ``memory`` uses, per cgroup version (the others are not converted).
+_MEMORY_STAT_WANTED = {
+    1: frozenset(
+        [
+            *_V1_MEMORY_STAT_KEYS.values(),
+            *(f"total_{key}" for key in _V2_OPTIONAL_KEYS),
+            "hierarchical_memory_limit",
+            "hierarchical_memsw_limit",
+        ]
+    ),
+    2: frozenset([*_V2_MEMORY_STAT_KEYS.values(), *_V2_OPTIONAL_KEYS.values()]),
+}
+
+
 def memory_stat_from(values: dict[str, int], version: int) -> MemoryStat:
     """Reconcile memory.stat keys: v1 ``total_*`` (hierarchical) vs v2 unprefixed.
 
@@ -162,20 +179,18 @@ def memory_stat_from(values: dict[str, int], version: int) -> MemoryStat:
     ``total_rss`` and left AnonHugePages (and v2 Mapped) at 0.
     """
     keys = _V1_MEMORY_STAT_KEYS if version == 1 else _V2_MEMORY_STAT_KEYS
-    fields: dict[str, int | None] = {
-        field: max(0, values.get(key, 0)) for field, key in keys.items()
-    }
-    for field, key in _V2_OPTIONAL_KEYS.items():
+    fields: dict[str, int | None] = {name: max(0, values.get(key, 0)) for name, key in keys.items()}
+    for name, key in _V2_OPTIONAL_KEYS.items():
         raw = values.get(key if version == 2 else f"total_{key}")
-        fields[field] = None if raw is None else max(0, raw)
+        fields[name] = None if raw is None else max(0, raw)
     return MemoryStat(**fields)  # type: ignore[arg-type]
 
 
-def _cfs_v1_quota(directory: Path) -> float | None:
-    quota = parse_int(_read(f"{directory}/cpu.cfs_quota_us"), "cpu.cfs_quota_us")
+def _cfs_v1_quota(directory: Path, read_file: Callable[[str], bytes]) -> float | None:
+    quota = parse_int(_read(f"{directory}/cpu.cfs_quota_us", read_file), "cpu.cfs_quota_us")
     if quota <= 0:  # -1 = no quota
         return None
-    period = parse_int(_read(f"{directory}/cpu.cfs_period_us"), "cpu.cfs_period_us")
+    period = parse_int(_read(f"{directory}/cpu.cfs_period_us", read_file), "cpu.cfs_period_us")
     if period <= 0:
         raise CgroupDataError(f"{directory}/cpu.cfs_period_us: period {period}")
     return _ratio(quota, period, f"{directory}/cpu.cfs_quota_us")
@@ -205,8 +220,11 @@ def _ratio(quota: int, period: int, what: str) -> float:
 class CgroupReader:
     """Answers semantic questions about a process's cgroups (memory limit, cpuset, ...)."""
 
-    def __init__(self, layout: CgroupLayout) -> None:
+    def __init__(
+        self, layout: CgroupLayout, read_file: Callable[[str], bytes] = read_bytes
+    ) -> None:
         self.layout = layout
+        self.read_file = read_file
 
     # -- locating ---------------------------------------------------------------------------
 
@@ -227,7 +245,7 @@ class CgroupReader:
         path = membership.path_in(hierarchy)
         if path is None:
             raise CgroupUnavailable(f"pid {membership.pid} has no {what} cgroup")
-        return CgroupDir(hierarchy, hierarchy.directory(path))
+        return CgroupDir(hierarchy, hierarchy.directory(path), self.read_file)
 
     def locate_unified(self, membership: CgroupMembership) -> CgroupDir | None:
         """The process's v2 cgroup, if there is a unified hierarchy."""
@@ -246,22 +264,36 @@ class CgroupReader:
 
     def memory(self, membership: CgroupMembership, swap: bool = True) -> MemoryRecord:
         """Limit, usage, memory.stat and swap of the process's memory cgroup (``swap``
-        False skips the swap files: no swap record, as with swap accounting off)."""
+        False skips the swap files: no swap record, as with swap accounting off).
+
+        On v1 the limits over the lineage come from memory.stat's
+        ``hierarchical_memory_limit``/``hierarchical_memsw_limit``, which the kernel
+        computes as the minimum over the cgroup and all its ancestors (even those above
+        our mount), so one read replaces a walk per limit; without them (old kernels,
+        fixtures) the limit files are walked."""
         directory = self._container(membership, "memory")
         v1 = directory.version == 1
-        limit = directory.min_over_lineage("memory.limit_in_bytes" if v1 else "memory.max")
+        stat_text = directory.read_optional("memory.stat")
+        values = (
+            {}
+            if stat_text is None
+            else parse_flat_keyed(stat_text, "memory.stat", _MEMORY_STAT_WANTED[directory.version])
+        )
+        if v1 and "hierarchical_memory_limit" in values:
+            limit = limit_value(values["hierarchical_memory_limit"])
+        else:
+            limit = directory.min_over_lineage("memory.limit_in_bytes" if v1 else "memory.max")
         usage = parse_int(
             directory.read("memory.usage_in_bytes" if v1 else "memory.current"), "usage"
         )
-        stat_text = directory.read_optional("memory.stat")
-        stat = (
-            memory_stat_from(parse_flat_keyed(stat_text, "memory.stat"), directory.version)
-            if stat_text is not None
-            else MemoryStat()
-        )
+        stat = MemoryStat() if stat_text is None else memory_stat_from(values, directory.version)
         swap_record = None
         if swap:
-            swap_record = self._swap_v1(directory, limit, usage) if v1 else self._swap_v2(directory)
+            swap_record = (
+                self._swap_v1(directory, limit, usage, values.get("hierarchical_memsw_limit"))
+                if v1
+                else self._swap_v2(directory)
+            )
         return MemoryRecord(
             limit=limit,
             usage=max(0, usage),
@@ -270,13 +302,21 @@ class CgroupReader:
         )
 
     def _swap_v1(
-        self, directory: CgroupDir, memory_limit: int | None, usage: int
+        self,
+        directory: CgroupDir,
+        memory_limit: int | None,
+        usage: int,
+        hierarchical_memsw_limit: int | None,
     ) -> SwapRecord | None:
         """v1 accounts memory+swap together (memsw); swap = memsw - memory."""
         memsw_usage_text = directory.read_optional("memory.memsw.usage_in_bytes")
         if memsw_usage_text is None:  # swap accounting off (swapaccount=0)
             return None
-        memsw_limit = directory.min_over_lineage("memory.memsw.limit_in_bytes")
+        memsw_limit = (
+            directory.min_over_lineage("memory.memsw.limit_in_bytes")
+            if hierarchical_memsw_limit is None
+            else limit_value(hierarchical_memsw_limit)
+        )
         swap_limit = (
             None
             if memsw_limit is None or memory_limit is None
@@ -315,7 +355,7 @@ class CgroupReader:
             for name in ("cpuset.cpus", effective):
                 where = f"{path}/{name}"
                 try:
-                    text = _read(where)
+                    text = _read(where, self.read_file)
                 except CgroupUnavailable:
                     if path == directory.path and not path.is_dir():
                         raise
@@ -337,10 +377,10 @@ class CgroupReader:
         for index, path in enumerate(directory.lineage()):
             try:
                 if directory.version == 1:
-                    value = _cfs_v1_quota(path)
+                    value = _cfs_v1_quota(path, self.read_file)
                 else:
                     where = f"{path}/cpu.max"
-                    value = _cfs_v2_quota(_read(where), where)
+                    value = _cfs_v2_quota(_read(where, self.read_file), where)
             except CgroupUnavailable:
                 if index == 0 and not path.is_dir():
                     raise
@@ -423,14 +463,15 @@ class CgroupReader:
             return {} if text is None else parse_blkio_recursive(text, name)
 
         serviced = table("blkio.io_serviced_recursive")
-        prefix = "blkio."
-        if not serviced:
-            prefix = "blkio.throttle."
+        if serviced:
+            service_bytes = table("blkio.io_service_bytes_recursive")
+            merged = table("blkio.io_merged_recursive")
+            wait = table("blkio.io_wait_time_recursive")
+            service_time = table("blkio.io_service_time_recursive")
+        else:  # no CFQ: its merge and time files are gone too, only the counts remain
             serviced = table("blkio.throttle.io_serviced_recursive")
-        service_bytes = table(f"{prefix}io_service_bytes_recursive")
-        merged = table("blkio.io_merged_recursive")
-        wait = table("blkio.io_wait_time_recursive")
-        service_time = table("blkio.io_service_time_recursive")
+            service_bytes = table("blkio.throttle.io_service_bytes_recursive")
+            merged = wait = service_time = {}
         devices: dict[tuple[int, int], IoCounters] = {}
         for device in set(serviced) | set(service_bytes):
             ios = serviced.get(device, {})

@@ -108,17 +108,81 @@ def format_line(key: str, value: int, unit: str) -> str:
     return f"{line}{suffix}\n"
 
 
+#: Every key ``compute`` may rewrite.
+_DERIVED = frozenset(
+    {
+        "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active",
+        "Inactive", "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)",
+        "Unevictable", "SwapTotal", "SwapFree", "Dirty", "Writeback", "AnonPages", "Mapped",
+        "Shmem", "AnonHugePages", "KReclaimable", "SReclaimable", "SUnreclaim", "Slab",
+        "Mlocked", "ShmemHugePages", "KernelStack", "PageTables", "Percpu",
+    }
+)  # fmt: skip
+
+
+class _Layout:
+    """How to print one host meminfo: a ``%`` template in host line order with a slot for
+    each line whose value depends on the cgroup; every other line is already printed in
+    it. Built once per host snapshot, so a render is one ``%`` and no per-line strings.
+
+    A slot is ``(key, host value, clamp to MemTotal)``, printed ``%8d``; a slot whose key
+    fills the 16 columns is printed ``%s`` and listed in ``wide`` with its unit, for
+    ``format_line`` to print (its value may need the extra blank).
+    """
+
+    def __init__(self, host: HostMeminfo) -> None:
+        parts: list[str] = []
+        slots: list[tuple[str, int, bool]] = []
+        wide: list[tuple[int, str]] = []
+        for entry in host.entries:
+            key, unit = entry.key, entry.unit
+            clamp = unit == "kB" and key not in _HOST_COUNTS
+            if key not in _DERIVED and not clamp:
+                parts.append(_escape(format_line(key, entry.value, unit)))
+                continue
+            if len(key) + 1 >= 16:
+                parts.append("%s")
+                wide.append((len(slots), unit))
+            else:
+                label = _escape(f"{key + ':':<16}")
+                suffix = _escape(f" {unit}" if unit else "")
+                parts.append(f"{label}%8d{suffix}\n")
+            slots.append((key, entry.value, clamp))
+        self.host = host
+        self.template = "".join(parts)
+        self.slots = tuple(slots)
+        self.wide = tuple(wide)
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+_last_layout: _Layout | None = None
+
+
+def _layout(host: HostMeminfo) -> _Layout:
+    """The layout of ``host``, memoized for the last snapshot (the service shares one
+    parsed host meminfo between all containers for its cache TTL)."""
+    global _last_layout
+    layout = _last_layout
+    if layout is None or layout.host is not host:
+        layout = _last_layout = _Layout(host)
+    return layout
+
+
 def render(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool = True) -> bytes:
     """Every host line in host order; cgroup-derived ones rewritten, others clamped."""
     values = compute(host, memory, swap_enabled)
     total = values["MemTotal"]
-    lines: list[str] = []
-    for entry in host.entries:
-        if entry.key in values:
-            value = values[entry.key]
-        elif entry.unit == "kB" and entry.key not in _HOST_COUNTS:
-            value = min(max(0, entry.value), total)
-        else:
-            value = entry.value
-        lines.append(format_line(entry.key, value, entry.unit))
-    return "".join(lines).encode()
+    layout = _layout(host)
+    arguments: list[int | str] = [
+        value
+        if (value := values.get(key)) is not None
+        else (min(max(0, host_value), total) if clamp else host_value)
+        for key, host_value, clamp in layout.slots
+    ]
+    for index, unit in layout.wide:
+        key = layout.slots[index][0]
+        arguments[index] = format_line(key, int(arguments[index]), unit)
+    return (layout.template % tuple(arguments)).encode()

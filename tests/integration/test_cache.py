@@ -50,3 +50,32 @@ def test_a_moved_process_gets_its_new_cgroup_on_the_next_read(mounted: Daemon) -
         finally:
             kill_started(process)
             process.wait(timeout=TIMEOUT)
+
+
+# Moves itself between the cgroups' memory directories (argv[2], argv[3]) before each
+# read, alternately, 1000 times; prints every MemTotal it read, in order.
+HOPPER = """
+import sys
+path, procs = sys.argv[1], sys.argv[2:]
+totals = []
+for index in range(1000):
+    with open(procs[index % 2], "w") as handle:
+        handle.write("0")  # 0: the writing process itself
+    with open(path, "rb") as handle:
+        totals.append(int(handle.read().split(b"\\n", 1)[0].split()[1]))
+print(" ".join(map(str, totals)))
+"""
+
+
+def test_two_cgroups_read_alternately_1000_times_each_get_their_own(mounted: Daemon) -> None:
+    """One process hopping between two cgroups, reading meminfo in each: 1000 answers from
+    the daemon's defaults (rendered-file cache, kept descriptors, busy-poll), each with its
+    current cgroup's MemTotal, never the other's cached file."""
+    with (
+        test_cgroup(memory_limit=200 * MIB) as first,
+        test_cgroup(memory_limit=300 * MIB) as second,
+    ):
+        procs = [str(cgroup.directory("memory") / "cgroup.procs") for cgroup in (first, second)]
+        out = first.run([sys.executable, "-c", HOPPER, str(mounted.path("proc/meminfo")), *procs])
+    totals = [int(total) for total in out.split()]
+    assert totals == [200 * 1024, 300 * 1024] * 500

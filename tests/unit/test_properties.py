@@ -8,6 +8,7 @@ one CPU, counters that never run backwards.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from pathlib import Path
@@ -25,8 +26,9 @@ from procfs_view.cgroup.records import (
     MemoryStat,
     SwapRecord,
 )
+from procfs_view.errors import CgroupDataError
 from procfs_view.host import CpuLine, HostMeminfo, HostStat, parse_meminfo, parse_stat
-from procfs_view.parsers import V1_UNLIMITED_THRESHOLD, parse_cpu_list
+from procfs_view.parsers import V1_UNLIMITED_THRESHOLD, parse_cpu_list, parse_flat_keyed
 from procfs_view.views import cpu_online, meminfo, stat
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
 
@@ -438,3 +440,96 @@ def test_stat_advance_never_goes_backwards_and_follows_the_host_clock(
                 wall = sum(growths) // cpus.count
                 assert busy_growth <= quota * wall + cpus.count
         previous = (lines, host)
+
+
+def render_line_by_line(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> bytes:
+    """The meminfo view spelt out: each host line rewritten, clamped or kept, then printed
+    by ``format_line`` (the view prints through a template built once per host snapshot)."""
+    values = meminfo.compute(host, memory, swap_enabled)
+    total = values["MemTotal"]
+    out = []
+    for entry in host.entries:
+        if entry.key in values:
+            value = values[entry.key]
+        elif entry.unit == "kB" and entry.key not in meminfo._HOST_COUNTS:
+            value = min(max(0, entry.value), total)
+        else:
+            value = entry.value
+        out.append(meminfo.format_line(entry.key, value, entry.unit))
+    return "".join(out).encode()
+
+
+#: Keys as odd as a host file can make them: long ones that fill the 16 columns, '%'
+#: (the template's own character), parentheses, the names the view rewrites.
+odd_keys = st.one_of(
+    st.sampled_from(["MemTotal", "HardwareCorrupted", "HugePages_Total", "Active(anon)"]),
+    st.from_regex(r"[A-Za-z%()_]{1,24}", fullmatch=True),
+)
+
+
+@st.composite
+def odd_host_meminfos(draw: st.DrawFn) -> HostMeminfo:
+    entries = draw(
+        st.lists(
+            st.tuples(odd_keys, st.integers(-5, 1 << 40), st.sampled_from(["kB", ""])),
+            max_size=30,
+        )
+    )
+    lines = [f"{key}: {value} {unit}".rstrip() for key, value, unit in entries]
+    return parse_meminfo("\n".join(["MemTotal: 1000000 kB", *lines]) + "\n")
+
+
+@SETTINGS
+@given(
+    host=st.one_of(host_meminfos(), odd_host_meminfos()),
+    memory=memory_records,
+    swap_enabled=st.booleans(),
+)
+def test_meminfo_render_is_the_line_by_line_view(
+    host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool
+) -> None:
+    assert meminfo.render(host, memory, swap_enabled) == render_line_by_line(
+        host, memory, swap_enabled
+    )
+    # Rendered twice from one snapshot (the memoized template) it is still the same.
+    assert meminfo.render(host, memory, swap_enabled) == render_line_by_line(
+        host, memory, swap_enabled
+    )
+
+
+def flat_keyed_line_by_line(text: str) -> dict[str, int]:
+    """``parse_flat_keyed`` spelt out (it splits a file in the kernel's exact format in one
+    go): every line of two fields whose second is an int; others skipped."""
+    values = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            with contextlib.suppress(ValueError):
+                values[parts[0]] = int(parts[1])
+    return values
+
+
+flat_keyed_texts = st.one_of(
+    # The kernel's format, and one character away from it.
+    st.lists(
+        st.tuples(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), st.integers(-(1 << 70), 1 << 70))
+    ).map(lambda pairs: "".join(f"{key} {value}\n" for key, value in pairs)),
+    st.text(alphabet=st.sampled_from("ab1- \t\n\r\x0b+_9"), max_size=60),
+    # A value past int()'s digit limit: the line is skipped, not an exception.
+    st.just("a 1\nb " + "9" * 5000 + "\n"),
+)
+
+
+@SETTINGS
+@given(text=flat_keyed_texts, wanted=st.none() | st.frozensets(st.sampled_from("abc_")))
+def test_parse_flat_keyed_is_the_line_by_line_parse(
+    text: str, wanted: frozenset[str] | None
+) -> None:
+    expected = flat_keyed_line_by_line(text)
+    if wanted is not None:
+        expected = {key: value for key, value in expected.items() if key in wanted}
+    try:
+        assert parse_flat_keyed(text, "memory.stat", wanted) == expected
+    except CgroupDataError:
+        assert not flat_keyed_line_by_line(text)
+        assert text.strip()
