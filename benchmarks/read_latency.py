@@ -2,14 +2,18 @@
 
 Not a test: run it as root on a quiet machine, from a checkout::
 
-    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2]
+    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2] [--profile]
 
-It mounts procfs-view (and LXCFS, when ``lxcfs`` is installed) in a temporary
-directory, makes one test cgroup (256 MiB, cpuset 0, quota 50000/100000), and runs the
-readers inside it, so both daemons do their full per-container work. One reader
-measures the median open+read+close time per file; then 1, 4 and 16 readers read all
-files round-robin for a fixed time and we count reads per second. Everything started
-here is stopped by pid and unmounted at the end.
+It mounts procfs-view with its defaults (and LXCFS, when ``lxcfs`` is installed) in a
+temporary directory and makes test cgroups (256 MiB, cpuset 0, quota 50000/100000), so
+both daemons do their full per-container work. One reader in one of them measures the
+median open+read+close time per file; then 1, 4 and 16 readers, each in a cgroup of its
+own (limits 256 MiB + its index, checked in every meminfo it reads), read all files
+round-robin for a fixed time and we count reads per second. ``--profile`` then samples
+procfs-view with py-spy while one reader (256 MiB, cpuset 0, no CPU quota, so it is never
+throttled) reads all files round-robin, and prints where the daemon's time goes (see
+profiling.py). Everything started here is stopped by pid and
+unmounted at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+import profiling  # noqa: E402
 
 from tests.cgroups import TestCgroup, test_cgroup  # noqa: E402
 
@@ -73,23 +79,28 @@ for name, root in roots.items():
 print(json.dumps(result))
 """
 
-# Many readers: all files round-robin until the deadline; prints how many reads it did.
+# Many readers: all files round-robin until the deadline; prints how many reads it did and
+# how many of its meminfo reads showed another MemTotal than its cgroup's (argv[5] KiB; 0
+# for the native files, which show the host's).
 THROUGHPUT_READER = """
 import os, sys, time
 root, files = sys.argv[1], sys.argv[2].split(",")
-start, seconds = float(sys.argv[3]), float(sys.argv[4])
-paths = [os.path.join(root, f) for f in files]
+start, seconds, expected = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+paths = [(os.path.join(root, f), f == "proc/meminfo" and expected) for f in files]
 while time.time() < start:
     time.sleep(0.001)
-deadline, count = start + seconds, 0
+deadline, count, wrong = start + seconds, 0, 0
 while time.time() < deadline:
-    for path in paths:
+    for path, check in paths:
         fd = os.open(path, os.O_RDONLY)
+        data = os.read(fd, 65536)
         while os.read(fd, 65536):
             pass
         os.close(fd)
         count += 1
-print(count)
+        if check and int(data.split(b"\\n", 1)[0].split()[1]) != expected:
+            wrong += 1
+print(count, wrong)
 """
 
 
@@ -148,23 +159,46 @@ def latency(cgroup: TestCgroup, roots: dict[str, str], iterations: int) -> dict[
     return result
 
 
-def throughput(cgroup: TestCgroup, root: str, readers: int, seconds: float) -> float:
+def reader_limit(index: int) -> int:
+    """Memory limit of the ``index``-th throughput reader's cgroup, in bytes."""
+    return (256 + index) * MIB
+
+
+def throughput(
+    cgroups: Sequence[TestCgroup], root: str, readers: int, seconds: float, check: bool
+) -> tuple[float, int]:
+    """(reads per second, wrong MemTotals) of ``readers`` readers, one per cgroup."""
     start = time.time() + 1.0 + readers * 0.05  # every reader has started by then
-    argv = [
-        sys.executable,
-        "-c",
-        THROUGHPUT_READER,
-        root,
-        ",".join(FILES),
-        str(start),
-        str(seconds),
-    ]
-    processes = [cgroup.spawn(argv, stdout=subprocess.PIPE, text=True) for _ in range(readers)]
-    total = 0
+    processes = []
+    for index in range(readers):
+        expected = reader_limit(index) // 1024 if check else 0
+        argv = [sys.executable, "-c", THROUGHPUT_READER, root, ",".join(FILES), str(start),
+                str(seconds), str(expected)]  # fmt: skip
+        processes.append(cgroups[index].spawn(argv, stdout=subprocess.PIPE, text=True))
+    total = wrong = 0
     for process in processes:
         out, _ = process.communicate(timeout=seconds + 120)
-        total += int(out)
-    return total / seconds
+        count, mismatches = out.split()
+        total += int(count)
+        wrong += int(mismatches)
+    return total / seconds, wrong
+
+
+def profile(cgroup: TestCgroup, root: Path, pid: int, seconds: float, work: Path) -> None:
+    """Sample procfs-view while one reader in ``cgroup`` reads every file round-robin."""
+    raw = work / "profile.raw"
+    argv = [sys.executable, "-c", THROUGHPUT_READER, str(root), ",".join(FILES),
+            str(time.time() + 0.5), str(seconds), "0"]  # fmt: skip
+    with profiling.recording(pid, raw):
+        started = time.monotonic()
+        reads = int(cgroup.run(argv, timeout=seconds + 120).split()[0])
+        wall = time.monotonic() - started - 0.5
+    profiling.print_breakdown(
+        "procfs-view profile, one reader, all files round-robin",
+        profiling.breakdown(raw),
+        wall,
+        reads,
+    )
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -182,17 +216,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2000, help="reads per file (latency)")
     parser.add_argument("--seconds", type=float, default=2.0, help="per throughput run")
     parser.add_argument("--no-lxcfs", action="store_true", help="skip LXCFS even if installed")
+    parser.add_argument(
+        "--profile", action="store_true", help="then profile procfs-view with py-spy"
+    )
+    parser.add_argument("--profile-seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (FUSE mounts with allow_other, test cgroups)", file=sys.stderr)
+        return 2
+    if args.profile and (problem := profiling.available()) is not None:
+        print(problem, file=sys.stderr)
         return 2
     lxcfs = None if args.no_lxcfs else shutil.which("lxcfs")
 
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pv-bench-")))
-        cgroup = stack.enter_context(
-            test_cgroup(memory_limit=256 * MIB, cpus="0", cfs=(50_000, 100_000))
-        )
+        readers = [
+            stack.enter_context(
+                test_cgroup(memory_limit=reader_limit(index), cpus="0", cfs=(50_000, 100_000))
+            )
+            for index in range(max(CONCURRENCY))
+        ]
+        cgroup = readers[0]
         roots = {"native": "/"}
         pv = work / "procfs-view"
         pv_argv = [
@@ -210,12 +255,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         lat = latency(cgroup, roots, args.iterations)
-        tput = {
-            name: {n: throughput(cgroup, root, n, args.seconds) for n in CONCURRENCY}
-            for name, root in roots.items()
-        }
+        tput: dict[str, dict[int, float]] = {}
+        wrong = 0
+        for name, root in roots.items():
+            tput[name] = {}
+            for n in CONCURRENCY:
+                tput[name][n], mismatches = throughput(
+                    readers, root, n, args.seconds, check=name != "native"
+                )
+                if name == "procfs-view":
+                    wrong += mismatches
         report(lat, tput, lxcfs is not None, args)
-    return 0
+        print(f"procfs-view meminfo reads showing another cgroup's MemTotal: {wrong}")
+        if args.profile:
+            pid = int((work / "procfs-view.pid").read_text().split()[0])
+            # No CPU quota: a throttled reader would leave the daemon asleep half the time.
+            unthrottled = stack.enter_context(test_cgroup(memory_limit=256 * MIB, cpus="0"))
+            profile(unthrottled, pv, pid, args.profile_seconds, work)
+    return 1 if wrong else 0
 
 
 def report(
@@ -232,7 +289,8 @@ def report(
     print(f"# {os.uname().nodename}: {cpu}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
     print(
         f"# reader in a test cgroup (256 MiB, cpuset 0, quota 0.5 CPU); median of "
-        f"{args.iterations} open+read+close per file; throughput over {args.seconds:g} s"
+        f"{args.iterations} open+read+close per file; throughput over {args.seconds:g} s, "
+        f"each reader in a cgroup of its own"
     )
     print()
     header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"

@@ -2,7 +2,7 @@
 
 Not a test: run it as root from a checkout::
 
-    python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000]
+    python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000] [--profile]
 
 For each size N it makes N memory cgroups (limits 64..163 MiB, so every answer can be
 checked) with a sleeping process in each, mounts procfs-view and, when installed, LXCFS,
@@ -10,7 +10,9 @@ and has one reader hop from cgroup to cgroup (it moves itself; the move is not t
 timing open+read+close of proc/meminfo. Every answer's MemTotal is checked against the
 cgroup's limit, so a cache that crossed containers would be reported. It prints median
 latency per N, the ratio to N=1, the ratio to LXCFS, and procfs-view's RSS and CPU time;
-then the daemon's CPU use over 5 idle seconds. Everything is removed at the end.
+then the daemon's CPU use over 5 idle seconds. ``--profile`` samples procfs-view with
+py-spy during the largest size's reads and prints where its time goes (profiling.py).
+Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import profiling
 from benchcgroups import bench_cgroups
 from read_latency import mounted
 
@@ -110,14 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,100,1000")
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--profile", action="store_true", help="py-spy the largest size")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("scale: needs root (cgroups, mounts)", file=sys.stderr)
+        return 2
+    if args.profile and (problem := profiling.available()) is not None:
+        print(problem, file=sys.stderr)
         return 2
     sizes = [int(size) for size in args.sizes.split(",")]
     lxcfs = shutil.which("lxcfs")
     rows = []
     wrong_total = 0
+    profiled: tuple[int, list[tuple[str, float]], float] | None = None
     with tempfile.TemporaryDirectory(prefix="procfs-view-scale-") as tmp:
         base = Path(tmp)
         pidfile = base / "pv.pid"
@@ -140,7 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         procs = [str(d / "cgroup.procs") for d in directories]
                         limits = [limit_of(i) for i in range(size)]
                         _, cpu_before = process_figures(pid)
-                        ours = read_round_robin(base / "pv", procs, limits, args.reads)
+                        if args.profile and size == max(sizes):
+                            raw = base / "profile.raw"
+                            with profiling.recording(pid, raw):
+                                started = time.monotonic()
+                                ours = read_round_robin(base / "pv", procs, limits, args.reads)
+                                wall = time.monotonic() - started
+                            profiled = (size, profiling.breakdown(raw), wall)
+                        else:
+                            ours = read_round_robin(base / "pv", procs, limits, args.reads)
                         rss, cpu_after = process_figures(pid)
                         theirs = (
                             read_round_robin(base / "lx", procs, limits, args.reads)
@@ -173,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"idle: {idle_after - idle_before:.3f} CPU s over 5 s; RSS {rss / 1024:.1f} MiB; "
         f"wrong answers: {wrong_total}"
     )
+    if profiled is not None:
+        size, parts, wall = profiled
+        profiling.print_breakdown(
+            f"procfs-view profile, one reader hopping over {size} cgroups (hops included)",
+            parts,
+            wall,
+            args.reads + size,
+        )
     return 1 if wrong_total else 0
 
 
