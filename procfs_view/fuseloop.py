@@ -111,13 +111,13 @@ class _Readiness:
     def ready(self, fd: int) -> bool:
         return bool(self.poller(fd).poll(0))
 
-    def spin(self, fd: int) -> bool:
-        """Busy-poll ``fd`` for up to the window; True when it became readable."""
+    def spin(self, fd: int, after_release: bool = False) -> bool:
+        """Busy-poll ``fd`` for up to the window; True when it became readable. After a
+        release, only while such spins pay off (exponential back-off)."""
         if self.busy_poll <= 0:
             return False
-        if not self.after_release:
+        if not after_release:
             return self._spin(fd)
-        self.after_release = False
         if self.skip > 0:
             self.skip -= 1
             return False
@@ -150,10 +150,16 @@ async def wait_readable(fd: int) -> None:
     """``trio.lowlevel.wait_readable`` that skips the park when ``fd`` is readable now or
     becomes readable within the busy-poll window."""
     readiness = _readiness
+    after_release, readiness.after_release = readiness.after_release, False
     if readiness.streak >= FAST_PATH_LIMIT:
         readiness.streak = 0
         await trio.lowlevel.checkpoint()
-    if readiness.ready(fd) or readiness.spin(fd):
+    if readiness.ready(fd):
+        if after_release:  # a request followed the release at once: spins there pay
+            readiness.backoff = readiness.skip = 0
+        readiness.streak += 1
+        return
+    if readiness.spin(fd, after_release):
         readiness.streak += 1
         return
     readiness.streak = 0

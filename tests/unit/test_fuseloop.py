@@ -157,9 +157,8 @@ def test_spins_after_a_release_back_off_while_they_time_out(
     readiness.busy_poll = 0.001
     spun = []
     for _ in range(200):
-        fuseloop.burst_ended()
         started = time.perf_counter()
-        assert not readiness.spin(read_end)
+        assert not readiness.spin(read_end, after_release=True)
         spun.append(time.perf_counter() - started >= 0.001)
     tried = [index for index, did in enumerate(spun) if did]
     gaps = [later - earlier - 1 for earlier, later in itertools.pairwise(tried)]
@@ -171,9 +170,23 @@ def test_spins_after_a_release_back_off_while_they_time_out(
     # A spin after a release that finds a request resets the back-off.
     os.write(write_end, b"x")
     readiness.skip = 0
-    fuseloop.burst_ended()
-    assert readiness.spin(read_end)
+    assert readiness.spin(read_end, after_release=True)
     assert (readiness.backoff, readiness.skip) == (0, 0)
+
+
+def test_a_request_right_after_a_release_resets_the_back_off(
+    pipe: tuple[int, int], readiness: Any
+) -> None:
+    read_end, write_end = pipe
+    readiness.backoff = readiness.skip = 64
+    os.write(write_end, b"x")
+    fuseloop.burst_ended()
+
+    async def main() -> None:
+        await fuseloop.wait_readable(read_end)
+
+    trio.run(main)
+    assert (readiness.backoff, readiness.skip, readiness.after_release) == (0, 0, False)
 
 
 def test_a_negative_busy_poll_is_refused() -> None:
