@@ -182,25 +182,24 @@ def webhook(argv: Sequence[str]) -> int:
     return run(WebhookConfig(args.listen, args.tls_cert, args.tls_key, args.mount_dir))
 
 
-def _cache_ttl(text: str) -> float:
+def _bounded(text: str, unit: str, highest: float) -> float:
+    """A number from 0 to ``highest`` ``unit`` given on the command line."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0 or value > 60:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 60 seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > highest:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {highest:g} {unit}, got {text!r}")
     return value
+
+
+def _cache_ttl(text: str) -> float:
+    return _bounded(text, "seconds", 60)
 
 
 def _busy_poll_us(text: str) -> float:
     """Microseconds on the command line, seconds inside."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0 or value > 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 10000 us, got {text!r}")
-    return value / 1e6
+    return _bounded(text, "microseconds", 10_000) / 1e6
 
 
 def _open_files(text: str) -> int:

@@ -285,3 +285,18 @@ def test_cache_ttl_flag() -> None:
     for bad in ("-1", "nan", "inf", "x", "61"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--cache-ttl", bad])
+
+
+def test_busy_poll_and_open_files_flags() -> None:
+    parser = _daemon_parser()
+    defaults = parser.parse_args([])
+    assert defaults.busy_poll == pytest.approx(50e-6)
+    assert defaults.open_files == 8192
+    assert parser.parse_args(["--busy-poll", "0"]).busy_poll == 0.0
+    assert parser.parse_args(["--busy-poll", "200"]).busy_poll == pytest.approx(200e-6)
+    assert parser.parse_args(["--open-files", "0"]).open_files == 0
+    bad_values = {"--busy-poll": ("-1", "nan", "20000"), "--open-files": ("-1", "1.5", "x")}
+    for flag, values in bad_values.items():
+        for bad in values:
+            with pytest.raises(SystemExit):
+                parser.parse_args([flag, bad])
