@@ -9,7 +9,7 @@ to MemTotal so no line claims more memory than the container has.
 
 from __future__ import annotations
 
-from procfs_view.cgroup.records import MemoryRecord
+from procfs_view.cgroup.records import MemoryRecord, MemoryStat
 from procfs_view.host import HostMeminfo
 
 KIB = 1024
@@ -108,16 +108,26 @@ def format_line(key: str, value: int, unit: str) -> str:
     return f"{line}{suffix}\n"
 
 
-#: Every key ``compute`` may rewrite.
+#: Every key ``compute`` may rewrite: what it returns for a cgroup whose memory.stat has
+#: every optional key (derived from ``compute`` itself, so the two cannot drift apart).
 _DERIVED = frozenset(
-    {
-        "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active",
-        "Inactive", "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)",
-        "Unevictable", "SwapTotal", "SwapFree", "Dirty", "Writeback", "AnonPages", "Mapped",
-        "Shmem", "AnonHugePages", "KReclaimable", "SReclaimable", "SUnreclaim", "Slab",
-        "Mlocked", "ShmemHugePages", "KernelStack", "PageTables", "Percpu",
-    }
-)  # fmt: skip
+    compute(
+        HostMeminfo(()),
+        MemoryRecord(
+            None,
+            0,
+            MemoryStat(
+                slab_reclaimable=0,
+                slab_unreclaimable=0,
+                shmem_thp=0,
+                kernel_stack=0,
+                pagetables=0,
+                percpu=0,
+            ),
+        ),
+        True,
+    )
+)
 
 
 class _Layout:
