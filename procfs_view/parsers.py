@@ -7,7 +7,7 @@ of the documented shape, so the caller can fall back; none of them does I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from procfs_view.errors import CgroupDataError
 
@@ -52,7 +52,7 @@ def limit_value(value: int) -> int | None:
 
 
 #: ``key value`` lines as the kernel prints them: printable keys, one blank, an integer.
-_FLAT_KEYED = re.compile(r"(?:[!-~]+ -?[0-9]+\n)*", re.ASCII)
+_FLAT_KEYED = re.compile(r"(?:[!-~]++ -?+[0-9]++\n)*+", re.ASCII)
 
 
 def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None) -> dict[str, int]:
@@ -86,6 +86,45 @@ def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None
     if wanted is not None:
         values = {key: values[key] for key in wanted if key in values}
     return values
+
+
+class KeyPicker:
+    """Picks ``keys`` out of a ``key value`` file that is read over and over (memory.stat).
+
+    The kernel prints such a file from a fixed list, so its key column is the same on every
+    read: the positions of ``keys`` found in one full parse are reused while the key column
+    is unchanged (one list comparison), and only the wanted values are converted. Any other
+    file (another kernel, a fixture, garbage) is parsed as ``parse_flat_keyed`` does.
+    """
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        # (key column, index in the token list of each wanted value or None): replaced as
+        # one tuple, so a reader in another thread never pairs one file's column with
+        # another's positions.
+        self._memo: tuple[list[str], list[int | None]] = ([], [None] * len(self.keys))
+
+    def pick(self, text: str, what: str) -> list[int | None]:
+        """The value of each of ``keys`` in ``text`` (None where absent), as
+        ``parse_flat_keyed(text, what, keys)`` would give them.
+
+        Raises:
+            CgroupDataError: as ``parse_flat_keyed``.
+        """
+        if _FLAT_KEYED.fullmatch(text):
+            tokens = text.split()
+            column = tokens[0::2]
+            known, positions = self._memo
+            if column != known:
+                where = {key: 2 * index + 1 for index, key in enumerate(column)}  # last wins
+                positions = [where.get(key) for key in self.keys]
+                self._memo = (column, positions)
+            try:
+                return [None if at is None else int(tokens[at]) for at in positions]
+            except ValueError:  # a value past int()'s digit limit: parse_flat_keyed skips it
+                pass
+        values = parse_flat_keyed(text, what, self.keys)
+        return [values.get(key) for key in self.keys]
 
 
 def parse_device(text: str, what: str) -> tuple[int, int]:

@@ -44,8 +44,11 @@ from procfs_view.views.stat import StatState
 __all__ = ["Request", "Roots", "ViewOptions", "ViewService"]
 
 #: Descriptors of /proc/<pid>/cgroup kept at most: callers come and go, so these get a
-#: pool of their own that cannot push out the cgroup files every container shares.
-PID_FILES = 512
+#: pool of their own that cannot push out the cgroup files every container shares. Sized
+#: for a node where every container has a few processes reading (top, an agent, a JVM):
+#: with more distinct callers than this, each read opens its file again (measured: 46 us
+#: instead of 9 us for 1000 callers with a pool of 512).
+PID_FILES = 2048
 
 #: Served paths whose content depends on the caller's pid namespace as well as its cgroups.
 _PER_NAMESPACE = frozenset({"proc/uptime"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from procfs_view.cgroup.records import (
 from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
 from procfs_view.fileio import read_bytes
 from procfs_view.parsers import (
+    KeyPicker,
     limit_value,
     parse_blkio_recursive,
     parse_cpu_list,
@@ -158,32 +159,59 @@ _V2_OPTIONAL_KEYS = {
 }
 
 
-#: The memory.stat keys ``memory`` uses, per cgroup version (the others are not converted).
-_MEMORY_STAT_WANTED = {
-    1: frozenset(
-        [
-            *_V1_MEMORY_STAT_KEYS.values(),
-            *(f"total_{key}" for key in _V2_OPTIONAL_KEYS),
-            "hierarchical_memory_limit",
-            "hierarchical_memsw_limit",
-        ]
-    ),
-    2: frozenset([*_V2_MEMORY_STAT_KEYS.values(), *_V2_OPTIONAL_KEYS.values()]),
+#: Where each MemoryStat field is in memory.stat, per cgroup version, in field order; v1's
+#: picker also takes the limits the kernel folds over the lineage.
+_OPTIONAL_STAT_FIELDS = tuple(_V2_OPTIONAL_KEYS)
+_MANDATORY_STAT_FIELDS = tuple(_V1_MEMORY_STAT_KEYS)
+_STAT_KEYS = {
+    1: [
+        *_V1_MEMORY_STAT_KEYS.values(),
+        *(f"total_{key}" for key in _V2_OPTIONAL_KEYS.values()),
+    ],
+    2: [*_V2_MEMORY_STAT_KEYS.values(), *_V2_OPTIONAL_KEYS.values()],
 }
+_V1_LIMIT_KEYS = ["hierarchical_memory_limit", "hierarchical_memsw_limit"]
+_STAT_PICKERS = {
+    1: KeyPicker([*_STAT_KEYS[1], *_V1_LIMIT_KEYS]),
+    2: KeyPicker(_STAT_KEYS[2]),
+}
+_MANDATORY = len(_MANDATORY_STAT_FIELDS)
+_STAT_FIELDS = _MANDATORY + len(_OPTIONAL_STAT_FIELDS)
 
 
-def memory_stat_from(values: dict[str, int], version: int) -> MemoryStat:
+def memory_stat_from(values: Mapping[str, int], version: int) -> MemoryStat:
     """Reconcile memory.stat keys: v1 ``total_*`` (hierarchical) vs v2 unprefixed.
 
     Exact key matches only: LXCFS's prefix matching made ``total_rss_huge`` swallow into
     ``total_rss`` and left AnonHugePages (and v2 Mapped) at 0.
     """
-    keys = _V1_MEMORY_STAT_KEYS if version == 1 else _V2_MEMORY_STAT_KEYS
-    fields: dict[str, int | None] = {name: max(0, values.get(key, 0)) for name, key in keys.items()}
-    for name, key in _V2_OPTIONAL_KEYS.items():
-        raw = values.get(key if version == 2 else f"total_{key}")
-        fields[name] = None if raw is None else max(0, raw)
-    return MemoryStat(**fields)  # type: ignore[arg-type]
+    return _memory_stat([values.get(key) for key in _STAT_KEYS[version]])
+
+
+def _memory_stat(values: Sequence[int | None]) -> MemoryStat:
+    """MemoryStat from its fields' values in field order (None = absent): absent mandatory
+    fields are 0, absent optional ones stay None, negative values are 0."""
+    mandatory = [0 if value is None or value < 0 else value for value in values[:_MANDATORY]]
+    optional = [None if value is None else max(0, value) for value in values[_MANDATORY:]]
+    return MemoryStat(*mandatory, *optional)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_memory_stat(text: str, version: int) -> tuple[MemoryStat, int | None, int | None]:
+    """memory.stat as (record, v1 ``hierarchical_memory_limit``, ``..._memsw_limit``).
+
+    Memoized on the text (a pure function of it, so exact): the kernel folds its per-CPU
+    counters into these figures only every 2 s or after a few hundred page changes, so a
+    container's memory.stat is most often byte for byte what it was at its last read, and
+    a dictionary lookup replaces the parse. Bounded: 1024 texts of 1-2 KiB.
+
+    Raises:
+        CgroupDataError: no ``key value`` lines (errors are not memoized).
+    """
+    values = _STAT_PICKERS[version].pick(text, "memory.stat")
+    if version == 1:
+        return _memory_stat(values[:_STAT_FIELDS]), values[_STAT_FIELDS], values[_STAT_FIELDS + 1]
+    return _memory_stat(values), None, None
 
 
 def _cfs_v1_quota(directory: Path, read_file: Callable[[str], bytes]) -> float | None:
@@ -274,32 +302,26 @@ class CgroupReader:
         directory = self._container(membership, "memory")
         v1 = directory.version == 1
         stat_text = directory.read_optional("memory.stat")
-        values = (
-            {}
+        stat, hierarchical_limit, hierarchical_memsw_limit = (
+            (MemoryStat(), None, None)
             if stat_text is None
-            else parse_flat_keyed(stat_text, "memory.stat", _MEMORY_STAT_WANTED[directory.version])
+            else _parse_memory_stat(stat_text, directory.version)
         )
-        if v1 and "hierarchical_memory_limit" in values:
-            limit = limit_value(values["hierarchical_memory_limit"])
+        if hierarchical_limit is not None:
+            limit = limit_value(hierarchical_limit)
         else:
             limit = directory.min_over_lineage("memory.limit_in_bytes" if v1 else "memory.max")
         usage = parse_int(
             directory.read("memory.usage_in_bytes" if v1 else "memory.current"), "usage"
         )
-        stat = MemoryStat() if stat_text is None else memory_stat_from(values, directory.version)
         swap_record = None
         if swap:
             swap_record = (
-                self._swap_v1(directory, limit, usage, values.get("hierarchical_memsw_limit"))
+                self._swap_v1(directory, limit, usage, hierarchical_memsw_limit)
                 if v1
                 else self._swap_v2(directory)
             )
-        return MemoryRecord(
-            limit=limit,
-            usage=max(0, usage),
-            stat=stat,
-            swap=swap_record,
-        )
+        return MemoryRecord(limit, max(0, usage), stat, swap_record)
 
     def _swap_v1(
         self,

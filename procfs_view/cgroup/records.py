@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# The memory records are NamedTuples rather than frozen dataclasses: one of each is built
+# on every meminfo/swaps miss, and a frozen dataclass's __init__ (object.__setattr__ per
+# field) cost 2.7 us for MemoryStat against 0.4 us for the tuple. Both are immutable.
 
 
-@dataclass(frozen=True)
-class MemoryStat:
+class MemoryStat(NamedTuple):
     """memory.stat in bytes, with v1 (``total_*``) and v2 key names already reconciled.
 
     A field is None when this kernel/cgroup version does not report it, so views can tell
@@ -33,8 +37,7 @@ class MemoryStat:
     percpu: int | None = None
 
 
-@dataclass(frozen=True)
-class SwapRecord:
+class SwapRecord(NamedTuple):
     """Swap the cgroup may use (None = no limit of its own) and uses, in bytes."""
 
     limit: int | None
@@ -42,13 +45,12 @@ class SwapRecord:
     swappiness: int = 60
 
 
-@dataclass(frozen=True)
-class MemoryRecord:
+class MemoryRecord(NamedTuple):
     """Memory limit (min over the cgroup and its ancestors; None = unlimited) and usage."""
 
     limit: int | None
     usage: int
-    stat: MemoryStat = field(default_factory=MemoryStat)
+    stat: MemoryStat = MemoryStat()
     swap: SwapRecord | None = None
 
 

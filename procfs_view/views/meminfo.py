@@ -135,32 +135,45 @@ class _Layout:
     each line whose value depends on the cgroup; every other line is already printed in
     it. Built once per host snapshot, so a render is one ``%`` and no per-line strings.
 
-    A slot is ``(key, host value, clamp to MemTotal)``, printed ``%8d``; a slot whose key
-    fills the 16 columns is printed ``%s`` and listed in ``wide`` with its unit, for
-    ``format_line`` to print (its value may need the extra blank).
+    ``arguments`` holds each slot's host value (floored at 0 where it is clamped); a render
+    copies it, lowers the ``clamped`` slots above MemTotal (sorted by value, largest first,
+    so it stops at the first that fits) and puts the values ``compute`` returned in the
+    ``derived`` slots. A slot whose key fills the 16 columns is printed ``%s`` and listed
+    in ``wide`` with its unit, for ``format_line`` to print (its value may need the extra
+    blank).
     """
 
     def __init__(self, host: HostMeminfo) -> None:
         parts: list[str] = []
-        slots: list[tuple[str, int, bool]] = []
-        wide: list[tuple[int, str]] = []
+        arguments: list[int | str] = []
+        clamped: list[tuple[int, int]] = []
+        derived: list[tuple[int, str]] = []
+        wide: list[tuple[int, str, str]] = []
         for entry in host.entries:
             key, unit = entry.key, entry.unit
             clamp = unit == "kB" and key not in _HOST_COUNTS
             if key not in _DERIVED and not clamp:
                 parts.append(_escape(format_line(key, entry.value, unit)))
                 continue
+            slot = len(arguments)
             if len(key) + 1 >= 16:
                 parts.append("%s")
-                wide.append((len(slots), unit))
+                wide.append((slot, key, unit))
             else:
                 label = _escape(f"{key + ':':<16}")
                 suffix = _escape(f" {unit}" if unit else "")
                 parts.append(f"{label}%8d{suffix}\n")
-            slots.append((key, entry.value, clamp))
+            value = max(0, entry.value) if clamp else entry.value
+            arguments.append(value)
+            if clamp:
+                clamped.append((slot, value))
+            if key in _DERIVED:
+                derived.append((slot, key))
         self.host = host
         self.template = "".join(parts)
-        self.slots = tuple(slots)
+        self.arguments = arguments
+        self.clamped = tuple(sorted(clamped, key=lambda slot: -slot[1]))
+        self.derived = tuple(derived)
         self.wide = tuple(wide)
 
 
@@ -186,13 +199,15 @@ def render(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool = True) -
     values = compute(host, memory, swap_enabled)
     total = values["MemTotal"]
     layout = _layout(host)
-    arguments: list[int | str] = [
-        value
-        if (value := values.get(key)) is not None
-        else (min(max(0, host_value), total) if clamp else host_value)
-        for key, host_value, clamp in layout.slots
-    ]
-    for index, unit in layout.wide:
-        key = layout.slots[index][0]
-        arguments[index] = format_line(key, int(arguments[index]), unit)
+    arguments = layout.arguments.copy()
+    for slot, host_value in layout.clamped:
+        if host_value <= total:
+            break
+        arguments[slot] = total
+    for slot, key in layout.derived:
+        value = values.get(key)
+        if value is not None:
+            arguments[slot] = value
+    for slot, key, unit in layout.wide:
+        arguments[slot] = format_line(key, int(arguments[slot]), unit)
     return (layout.template % tuple(arguments)).encode()

@@ -28,7 +28,12 @@ from procfs_view.cgroup.records import (
 )
 from procfs_view.errors import CgroupDataError
 from procfs_view.host import CpuLine, HostMeminfo, HostStat, parse_meminfo, parse_stat
-from procfs_view.parsers import V1_UNLIMITED_THRESHOLD, parse_cpu_list, parse_flat_keyed
+from procfs_view.parsers import (
+    V1_UNLIMITED_THRESHOLD,
+    KeyPicker,
+    parse_cpu_list,
+    parse_flat_keyed,
+)
 from procfs_view.views import cpu_online, meminfo, stat
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
 
@@ -533,3 +538,31 @@ def test_parse_flat_keyed_is_the_line_by_line_parse(
     except CgroupDataError:
         assert not flat_keyed_line_by_line(text)
         assert text.strip()
+
+
+@SETTINGS
+@given(
+    texts=st.lists(
+        st.one_of(
+            flat_keyed_texts,
+            # the same key column as another draw with other values: the memo's fast path
+            st.lists(st.integers(-(1 << 70), 1 << 70), min_size=3, max_size=3).map(
+                lambda values: "".join(f"{k} {v}\n" for k, v in zip("abc", values, strict=True))
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    keys=st.lists(st.sampled_from("abc_"), min_size=1, max_size=4),
+)
+def test_key_picker_is_the_line_by_line_parse(texts: list[str], keys: list[str]) -> None:
+    """One picker over a run of files (as over a cgroup's successive memory.stat reads):
+    each answer is that file's line-by-line parse, whatever the files before it were."""
+    picker = KeyPicker(keys)
+    for text in texts:
+        expected = flat_keyed_line_by_line(text)
+        try:
+            assert picker.pick(text, "memory.stat") == [expected.get(key) for key in keys]
+        except CgroupDataError:
+            assert not expected
+            assert text.strip()

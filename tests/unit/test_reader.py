@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from procfs_view.cgroup import CgroupReader, discover_layout, read_membership
-from procfs_view.cgroup.records import CpuTimes
+from procfs_view.cgroup import reader as reader_module
+from procfs_view.cgroup.records import CpuTimes, MemoryStat
 from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
 from tests.fixtures import FixtureHost
 
@@ -42,6 +43,35 @@ def test_v1_limit_threshold_means_unlimited(tmp_path: Path) -> None:
     host.write("memory", "/a/b", {"memory.limit_in_bytes": 9223372036854775807})
     host.write("memory", "/a/b", {"memory.usage_in_bytes": 1})
     assert reader.memory(read_membership(600, host.proc)).limit is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_memory_stat_is_read_afresh_each_time(tmp_path: Path, kind: str) -> None:
+    """memory.stat's parse is memoized on its text: a changed file gives the new figures,
+    and two cgroups with the same text get the same (correct) ones."""
+    host, reader = setup(tmp_path, kind)
+    host.add_process(601, "/c", namespace="ct2")
+    host.set_memory("/a/b", 100 * MIB, 5 * MIB, stat={"file": 3 * MIB, "anon": 2 * MIB})
+    host.set_memory("/c", 100 * MIB, 5 * MIB, stat={"file": 3 * MIB, "anon": 2 * MIB})
+    first = reader.memory(read_membership(600, host.proc))
+    assert (first.stat.file, first.stat.anon) == (3 * MIB, 2 * MIB)
+    assert reader.memory(read_membership(601, host.proc)).stat == first.stat
+    host.set_memory("/a/b", 100 * MIB, 6 * MIB, stat={"file": 4 * MIB, "anon": 2 * MIB})
+    again = reader.memory(read_membership(600, host.proc))
+    assert (again.stat.file, again.usage) == (4 * MIB, 6 * MIB)
+
+
+def test_memory_stat_keys_are_in_record_field_order() -> None:
+    """The reader builds MemoryStat positionally from its key lists: they must follow the
+    record's fields, mandatory ones first."""
+    fields = (*reader_module._MANDATORY_STAT_FIELDS, *reader_module._OPTIONAL_STAT_FIELDS)
+    assert fields == MemoryStat._fields
+    for version, names in (
+        (1, reader_module._V1_MEMORY_STAT_KEYS),
+        (2, reader_module._V2_MEMORY_STAT_KEYS),
+    ):
+        assert tuple(names) == reader_module._MANDATORY_STAT_FIELDS
+        assert reader_module._STAT_KEYS[version][: len(names)] == list(names.values())
 
 
 @pytest.mark.parametrize("kind", KINDS)
