@@ -78,8 +78,12 @@ def available() -> str | None:
 
 
 @contextlib.contextmanager
-def recording(pid: int, out: Path, rate: int = 997) -> Iterator[None]:
-    """py-spy ``record`` of ``pid`` while the block runs (SIGINT makes it write ``out``)."""
+def recording(pid: int, out: Path, rate: int = 97) -> Iterator[None]:
+    """py-spy ``record`` of ``pid`` while the block runs (SIGINT makes it write ``out``).
+
+    97 Hz: each sample stops the daemon while py-spy unwinds its native stack, which took
+    1-3 ms on a 2-vCPU VM: at 997 Hz the daemon was stopped nearly all the time (35 ms per
+    read instead of 0.07), at 197 Hz reads took 1.6x as long, at 97 Hz 1.06x."""
     argv = ["py-spy", "record", "--pid", str(pid), "--rate", str(rate), "--idle",
             "--native", "--format", "raw", "--output", str(out)]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

