@@ -75,8 +75,7 @@ def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
 def _lines(cpus: VisibleCpus, per_cpu: list[tuple[int, ...]]) -> list[CpuLine]:
     """The ``cpu`` line (field-wise sum) followed by the per-CPU lines."""
     lines = [CpuLine(f"cpu{cpus.shown_number(i)}", ticks) for i, ticks in enumerate(per_cpu)]
-    width = len(per_cpu[0]) if per_cpu else 0
-    total = tuple(sum(line.ticks[i] for line in lines) for i in range(width))
+    total = tuple(map(sum, zip(*per_cpu, strict=True)))
     return [CpuLine("cpu", total), *lines]
 
 
@@ -161,7 +160,7 @@ def advance(
 def _format(line: CpuLine) -> str:
     # The kernel prints two spaces after the aggregate "cpu" label.
     label = "cpu " if line.name == "cpu" else line.name
-    return f"{label} {' '.join(str(t) for t in line.ticks)}\n"
+    return f"{label} {' '.join(map(str, line.ticks))}\n"
 
 
 def render_lines(host: HostStat, lines: list[CpuLine]) -> bytes:

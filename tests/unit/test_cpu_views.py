@@ -123,6 +123,17 @@ def test_cpuinfo_keeps_visible_cpus_renumbered(arch: str, renumbered: bool) -> N
 
 
 @pytest.mark.parametrize("arch", ARCHES)
+def test_cpuinfo_renders_of_one_host_file_are_independent(arch: str) -> None:
+    """The host file's blocks are split once and shared by every render: one container's
+    CPUs must not change what the next one is shown."""
+    host = host_cpuinfo(arch)
+    first = cpuinfo.render(host, VisibleCpus((1, 3), False))
+    assert processor_numbers(cpuinfo.render(host, VisibleCpus((2,), True)).decode()) == [0]
+    assert cpuinfo.render(host, VisibleCpus((0, 1, 2, 3), False)).decode() == host
+    assert cpuinfo.render(host, VisibleCpus((1, 3), False)) == first
+
+
+@pytest.mark.parametrize("arch", ARCHES)
 def test_cpuinfo_all_cpus_is_the_host_file(arch: str) -> None:
     host = host_cpuinfo(arch)
     assert cpuinfo.render(host, VisibleCpus((0, 1, 2, 3), False)).decode() == host

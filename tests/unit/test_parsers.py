@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from procfs_view.errors import CgroupDataError
 from procfs_view.host import (
+    CpuLine,
     HostReader,
     parse_diskstats,
     parse_meminfo,
@@ -334,6 +335,15 @@ def test_parse_stat_sample() -> None:
     assert stat.total.number is None
     assert stat.other_lines[0].startswith("intr ")
     assert "btime 1795316148" in stat.other_lines
+
+
+def test_host_stat_finds_each_cpu_by_number() -> None:
+    """Lookups by CPU number (the stat view makes one per visible CPU), with a gap in the
+    numbering as after a hot-unplug."""
+    host = parse_stat("cpu  9 0 9 9\ncpu0 1 0 1 1\ncpu2 3 0 3 3\nctxt 5\n")
+    assert host.cpu(0) == CpuLine("cpu0", (1, 0, 1, 1))
+    assert host.cpu(2) == CpuLine("cpu2", (3, 0, 3, 3))
+    assert host.cpu(1) is None
 
 
 def test_parse_stat_old_kernel_with_four_fields() -> None:

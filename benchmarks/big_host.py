@@ -1,0 +1,84 @@
+"""What the per-CPU views cost on a big host: /proc/stat and /proc/cpuinfo for 8-256 CPUs.
+
+Not a test, and needs no root: it builds a host /proc/stat and /proc/cpuinfo with N CPUs
+(the cpuinfo blocks are copies of this machine's first one) and times, in-process, what
+the daemon does with them on a cache miss: parse the host stat and advance one cgroup's
+counters over all N CPUs (a container without a cpuset), render stat, and render cpuinfo
+for a 4-CPU container and for one that sees all N. Run it from a checkout::
+
+    python benchmarks/big_host.py [--cpus 8,64,128,256]
+
+The costs should grow linearly with N: a lookup that scanned the host's CPU list for
+every visible CPU once made the stat miss quadratic (3.5 ms at 128 CPUs, 12 ms at 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from procfs_view.cgroup.records import CpuQuota, CpuTimes, CpuUsage
+from procfs_view.host import parse_stat
+from procfs_view.views import cpuinfo, stat
+from procfs_view.views.cpus import visible_cpus
+
+
+def host_stat_text(cpus: int) -> str:
+    lines = ["cpu  " + " ".join(str(1_000_000 + field) for field in range(10))]
+    lines += [
+        f"cpu{cpu} " + " ".join(str(10_000 + cpu * 7 + field) for field in range(10))
+        for cpu in range(cpus)
+    ]
+    lines += ["intr 1 2 3", "ctxt 5", "btime 7", "processes 9", "procs_running 1"]
+    return "\n".join(lines) + "\n"
+
+
+def host_cpuinfo_text(cpus: int) -> str:
+    block = Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+    rest = [line for line in block if not line.startswith("processor")]
+    return "".join("\n".join([f"processor\t: {cpu}", *rest]) + "\n\n" for cpu in range(cpus))
+
+
+def microseconds(action: Callable[[], object], number: int = 100) -> float:
+    return min(timeit.repeat(action, number=number, repeat=5)) / number * 1e6
+
+
+def measure(count: int) -> tuple[float, float, float, float]:
+    """µs for: stat parse + advance over every CPU, stat render, cpuinfo for 4 CPUs and for
+    all of them."""
+    stat_text, cpuinfo_text = host_stat_text(count), host_cpuinfo_text(count)
+    every = visible_cpus(range(count), range(count), CpuQuota(None), cpu_view=False)
+    four = visible_cpus(range(4), range(count), CpuQuota(None), cpu_view=False)
+    usage = CpuUsage(
+        CpuTimes(10**12, 10**11), {cpu: CpuTimes(10**10, 10**9) for cpu in range(count)}
+    )
+    host = parse_stat(stat_text)
+    lines, state = stat.advance(host, usage, every, 100, None, None)
+    return (
+        microseconds(lambda: stat.advance(parse_stat(stat_text), usage, every, 100, None, state)),
+        microseconds(lambda: stat.render_lines(host, lines)),
+        microseconds(lambda: cpuinfo.render(cpuinfo_text, four)),
+        microseconds(lambda: cpuinfo.render(cpuinfo_text, every)),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpus", default="8,64,128,256")
+    args = parser.parse_args(argv)
+    print("| host CPUs | stat: parse + advance µs | stat: render µs | cpuinfo, 4 CPUs µs "
+          "| cpuinfo, all µs |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for count in (int(text) for text in args.cpus.split(",")):
+        figures = " | ".join(f"{value:.0f}" for value in measure(count))
+        print(f"| {count} | {figures} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
