@@ -61,9 +61,8 @@ class CpuQuota:
     cpus: float | None
 
 
-@dataclass(frozen=True)
-class CpuTimes:
-    """CPU time in nanoseconds."""
+class CpuTimes(NamedTuple):
+    """CPU time in nanoseconds (a tuple: one is built per host CPU on every /proc/stat miss)."""
 
     user: int = 0
     system: int = 0

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import tempfile
 from pathlib import Path
 
 import psutil
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +35,7 @@ from procfs_view.parsers import (
     KeyPicker,
     parse_cpu_list,
     parse_flat_keyed,
+    parse_usage_all,
 )
 from procfs_view.views import cpu_online, meminfo, stat
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
@@ -538,6 +541,44 @@ def test_parse_flat_keyed_is_the_line_by_line_parse(
     except CgroupDataError:
         assert not flat_keyed_line_by_line(text)
         assert text.strip()
+
+
+def usage_all_line_by_line(text: str) -> dict[int, tuple[int, int]] | None:
+    """``parse_usage_all`` spelt out (it splits a file in the kernel's exact format in one
+    go): None where it must raise."""
+    lines = text.splitlines()
+    if not lines or lines[0].split()[:1] != ["cpu"]:
+        return None
+    rows = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or not all(re.fullmatch(r"-?[0-9]+", part) for part in parts):
+            return None
+        rows[int(parts[0])] = (int(parts[1]), int(parts[2]))
+    return rows
+
+
+usage_all_texts = st.one_of(
+    st.lists(st.tuples(*[st.integers(0, 1 << 64)] * 3)).map(
+        lambda rows: "cpu user system\n" + "".join(f"{c} {u} {s}\n" for c, u, s in rows)
+    ),
+    st.text(alphabet=st.sampled_from("cpu sertym01-9\n \t"), max_size=60).map(
+        lambda tail: "cpu user system\n" + tail
+    ),
+)
+
+
+@SETTINGS
+@given(text=usage_all_texts)
+def test_parse_usage_all_is_the_line_by_line_parse(text: str) -> None:
+    expected = usage_all_line_by_line(text)
+    if expected is None:
+        with pytest.raises(CgroupDataError):
+            parse_usage_all(text, "cpuacct.usage_all")
+    else:
+        assert parse_usage_all(text, "cpuacct.usage_all") == expected
 
 
 @SETTINGS
