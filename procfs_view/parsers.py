@@ -7,7 +7,7 @@ of the documented shape, so the caller can fall back; none of them does I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from procfs_view.errors import CgroupDataError
 
@@ -55,10 +55,9 @@ def limit_value(value: int) -> int | None:
 _FLAT_KEYED = re.compile(r"(?:[!-~]++ -?+[0-9]++\n)*+", re.ASCII)
 
 
-def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None) -> dict[str, int]:
+def parse_flat_keyed(text: str, what: str) -> dict[str, int]:
     """Parse ``key value`` lines (memory.stat, cpu.stat). Lines that are not of that shape
-    are skipped; a file with none at all is an error. With ``wanted``, only those keys are
-    returned (and converted).
+    are skipped; a file with none at all is an error.
 
     A file exactly in the kernel's format (checked by one regex) is split in one go, which
     is several times faster than line by line; anything else takes the line-by-line path.
@@ -66,10 +65,7 @@ def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None
     if _FLAT_KEYED.fullmatch(text):
         tokens = text.split()
         try:
-            if wanted is None:
-                return dict(zip(tokens[::2], map(int, tokens[1::2]), strict=True))
-            raw = dict(zip(tokens[::2], tokens[1::2], strict=True))
-            return {key: int(raw[key]) for key in wanted if key in raw}
+            return dict(zip(tokens[::2], map(int, tokens[1::2]), strict=True))
         except ValueError:  # a value past int()'s digit limit: skip that line, below
             pass
     values: dict[str, int] = {}
@@ -83,8 +79,6 @@ def parse_flat_keyed(text: str, what: str, wanted: Collection[str] | None = None
             continue
     if not values and text.strip():
         raise CgroupDataError(f"{what}: no 'key value' lines in {text[:40]!r}")
-    if wanted is not None:
-        values = {key: values[key] for key in wanted if key in values}
     return values
 
 
@@ -106,7 +100,7 @@ class KeyPicker:
 
     def pick(self, text: str, what: str) -> list[int | None]:
         """The value of each of ``keys`` in ``text`` (None where absent), as
-        ``parse_flat_keyed(text, what, keys)`` would give them.
+        ``parse_flat_keyed(text, what)`` gives them.
 
         Raises:
             CgroupDataError: as ``parse_flat_keyed``.
@@ -123,7 +117,7 @@ class KeyPicker:
                 return [None if at is None else int(tokens[at]) for at in positions]
             except ValueError:  # a value past int()'s digit limit: parse_flat_keyed skips it
                 pass
-        values = parse_flat_keyed(text, what, self.keys)
+        values = parse_flat_keyed(text, what)
         return [values.get(key) for key in self.keys]
 
 
