@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,8 +25,7 @@ from procfs_view.fileio import decode, read_bytes
 from procfs_view.parsers import parse_cpu_list
 
 
-@dataclass(frozen=True)
-class MeminfoEntry:
+class MeminfoEntry(NamedTuple):
     """One ``Key:   value [kB]`` line of /proc/meminfo; ``unit`` is ``kB`` or empty."""
 
     key: str
@@ -34,23 +34,81 @@ class MeminfoEntry:
 
 
 @dataclass(frozen=True)
-class HostMeminfo:
-    entries: tuple[MeminfoEntry, ...]
+class MeminfoKeys:
+    """The key column of a host meminfo: each line's key and unit, in line order. The
+    kernel prints /proc/meminfo from a fixed list, so every snapshot of a host shares one,
+    and what is built from it (the meminfo view's template) is built once."""
 
-    def kb(self, key: str, default: int = 0) -> int:
-        """The value of the first ``key`` line."""
-        return self._first.get(key, default)
+    keys: tuple[str, ...]
+    units: tuple[str, ...]
 
     @cached_property
-    def _first(self) -> dict[str, int]:
+    def first(self) -> dict[str, int]:
+        """The line index of each key's first line."""
         first: dict[str, int] = {}
-        for entry in self.entries:
-            first.setdefault(entry.key, entry.value)
+        for index, key in enumerate(self.keys):
+            first.setdefault(key, index)
         return first
 
 
+@dataclass(frozen=True)
+class HostMeminfo:
+    """A parsed /proc/meminfo: the value of each line of ``keys``, in line order."""
+
+    keys: MeminfoKeys
+    values: tuple[int, ...]
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[MeminfoEntry]) -> HostMeminfo:
+        keys = MeminfoKeys(tuple(e.key for e in entries), tuple(e.unit for e in entries))
+        return cls(keys, tuple(e.value for e in entries))
+
+    @property
+    def entries(self) -> tuple[MeminfoEntry, ...]:
+        return tuple(map(MeminfoEntry, self.keys.keys, self.values, self.keys.units))
+
+    def kb(self, key: str, default: int = 0) -> int:
+        """The value of the first ``key`` line."""
+        index = self.keys.first.get(key)
+        return default if index is None else self.values[index]
+
+
+#: /proc/meminfo exactly as the kernel prints it: a key of printable ASCII but ``:``, ``:``,
+#: blanks, digits, `` kB`` or no unit.
+_KERNEL_MEMINFO = re.compile(r"(?:[!-9;-~]++: *+[0-9]++(?: kB)?+\n)*+", re.ASCII)
+#: What changes between two snapshots of one host: the padding and digits after each colon.
+_MEMINFO_VALUE = re.compile(r": *+([0-9]++)", re.ASCII)
+
+#: (the text around the values of the last kernel-format meminfo parsed, its key column):
+#: replaced as one tuple, so a reader in another thread never pairs the two wrongly.
+_meminfo_memo: tuple[list[str] | None, MeminfoKeys] = (None, MeminfoKeys((), ()))
+
+
 def parse_meminfo(text: str) -> HostMeminfo:
-    """Split each line on its first ``:`` (some kernels omit the space after it)."""
+    """Split each line on its first ``:`` (some kernels omit the space after it).
+
+    A host's meminfo is parsed every cache TTL and after every idle spell, so the kernel's
+    own format takes a short cut: once one such text was parsed line by line, a text that
+    differs from it only in the padding and digits after each colon (one regex split and a
+    list comparison) has the same key column, and only its values are converted.
+    """
+    global _meminfo_memo
+    shape, keys = _meminfo_memo
+    pieces = _MEMINFO_VALUE.split(text)
+    if pieces[0::2] == shape:
+        try:
+            return HostMeminfo(keys, tuple(map(int, pieces[1::2])))
+        except ValueError:  # a value past int()'s digit limit: the line parser skips it
+            pass
+    info = _parse_meminfo_lines(text)
+    if _KERNEL_MEMINFO.fullmatch(text):
+        # Each line is one split piece and one value: the same text around new values is
+        # still the kernel's format, with these keys in this order.
+        _meminfo_memo = (pieces[0::2], info.keys)
+    return info
+
+
+def _parse_meminfo_lines(text: str) -> HostMeminfo:
     entries: list[MeminfoEntry] = []
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
@@ -66,7 +124,7 @@ def parse_meminfo(text: str) -> HostMeminfo:
         entries.append(MeminfoEntry(key.strip(), value, parts[1] if len(parts) > 1 else ""))
     if not any(entry.key == "MemTotal" for entry in entries):
         raise CgroupDataError("meminfo: no MemTotal line")
-    return HostMeminfo(tuple(entries))
+    return HostMeminfo.from_entries(entries)
 
 
 class CpuLine(NamedTuple):

@@ -10,7 +10,7 @@ to MemTotal so no line claims more memory than the container has.
 from __future__ import annotations
 
 from procfs_view.cgroup.records import MemoryRecord, MemoryStat
-from procfs_view.host import HostMeminfo
+from procfs_view.host import HostMeminfo, MeminfoKeys
 
 KIB = 1024
 
@@ -115,7 +115,7 @@ def format_line(key: str, value: int, unit: str) -> str:
 #: every optional key (derived from ``compute`` itself, so the two cannot drift apart).
 _DERIVED = frozenset(
     compute(
-        HostMeminfo(()),
+        HostMeminfo.from_entries(()),
         MemoryRecord(
             None,
             0,
@@ -134,77 +134,93 @@ _DERIVED = frozenset(
 
 
 class _Layout:
-    """How to print one host meminfo: a ``%`` template in host line order with a slot for
-    each line whose value depends on the cgroup; every other line is already printed in
-    it. Built once per host snapshot, so a render is one ``%`` and no per-line strings.
+    """How to print a host meminfo with this key column: a ``%`` template in host line
+    order with a slot for each line. Built once per key column (once per host: the kernel
+    prints the same keys every time), so a render is one ``%`` and no per-line strings.
 
-    ``arguments`` holds each slot's host value (floored at 0 where it is clamped); a render
-    copies it, lowers the ``clamped`` slots above MemTotal (sorted by value, largest first,
-    so it stops at the first that fits) and puts the values ``compute`` returned in the
-    ``derived`` slots. A slot whose key fills the 16 columns is printed ``%s`` and listed
-    in ``wide`` with its unit, for ``format_line`` to print (its value may need the extra
-    blank).
+    ``clamped`` are the slots bounded by MemTotal, ``derived`` those whose value
+    ``compute`` returns. A slot whose key fills the 16 columns is printed ``%s`` and listed
+    with its unit, for ``format_line`` to print (its value may need the extra blank): in
+    ``wide`` when a render may change its value, else in ``wide_host``.
     """
 
-    def __init__(self, host: HostMeminfo) -> None:
+    def __init__(self, keys: MeminfoKeys) -> None:
         parts: list[str] = []
-        arguments: list[int | str] = []
-        clamped: list[tuple[int, int]] = []
+        clamped: list[int] = []
         derived: list[tuple[int, str]] = []
         wide: list[tuple[int, str, str]] = []
-        for entry in host.entries:
-            key, unit = entry.key, entry.unit
+        wide_host: list[tuple[int, str, str]] = []
+        for slot, (key, unit) in enumerate(zip(keys.keys, keys.units, strict=True)):
             clamp = unit == "kB" and key not in _HOST_COUNTS
-            if key not in _DERIVED and not clamp:
-                parts.append(_escape(format_line(key, entry.value, unit)))
-                continue
-            slot = len(arguments)
+            if clamp:
+                clamped.append(slot)
+            if key in _DERIVED:
+                derived.append((slot, key))
             if len(key) + 1 >= 16:
                 parts.append("%s")
-                wide.append((slot, key, unit))
+                (wide if clamp or key in _DERIVED else wide_host).append((slot, key, unit))
             else:
                 label = _escape(f"{key + ':':<16}")
                 suffix = _escape(f" {unit}" if unit else "")
                 parts.append(f"{label}%8d{suffix}\n")
-            value = max(0, entry.value) if clamp else entry.value
-            arguments.append(value)
-            if clamp:
-                clamped.append((slot, value))
-            if key in _DERIVED:
-                derived.append((slot, key))
-        self.host = host
+        self.keys = keys
         self.template = "".join(parts)
-        self.arguments = arguments
-        self.clamped = tuple(sorted(clamped, key=lambda slot: -slot[1]))
+        self.clamped = tuple(clamped)
         self.derived = tuple(derived)
         self.wide = tuple(wide)
+        self.wide_host = tuple(wide_host)
+
+
+class _Snapshot:
+    """A host snapshot ready to print: its values (floored at 0 where clamped) and the
+    clamped slots by value, largest first, so a render lowers those above MemTotal and
+    stops at the first that fits."""
+
+    def __init__(self, host: HostMeminfo, layout: _Layout) -> None:
+        arguments: list[int | str] = list(host.values)
+        values = list(host.values)
+        for slot in layout.clamped:
+            if values[slot] < 0:
+                arguments[slot] = values[slot] = 0
+        for slot, key, unit in layout.wide_host:
+            arguments[slot] = format_line(key, values[slot], unit)
+        self.host = host
+        self.layout = layout
+        self.arguments = arguments
+        self.clamp_order = sorted(layout.clamped, key=values.__getitem__, reverse=True)
+        self.values = values
 
 
 def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
-_last_layout: _Layout | None = None
+_last_snapshot: _Snapshot | None = None
 
 
-def _layout(host: HostMeminfo) -> _Layout:
-    """The layout of ``host``, memoized for the last snapshot (the service shares one
-    parsed host meminfo between all containers for its cache TTL)."""
-    global _last_layout
-    layout = _last_layout
-    if layout is None or layout.host is not host:
-        layout = _last_layout = _Layout(host)
-    return layout
+def _snapshot(host: HostMeminfo) -> _Snapshot:
+    """``host`` ready to print, memoized for the last snapshot (the service shares one
+    parsed host meminfo between all containers for its cache TTL), its layout for as long
+    as the host's key column stays the same."""
+    global _last_snapshot
+    last = _last_snapshot
+    if last is not None and last.host is host:
+        return last
+    layout = last.layout if last is not None and last.layout.keys == host.keys else None
+    snapshot = _last_snapshot = _Snapshot(host, layout or _Layout(host.keys))
+    return snapshot
 
 
 def render(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool = True) -> bytes:
     """Every host line in host order; cgroup-derived ones rewritten, others clamped."""
     values = compute(host, memory, swap_enabled)
     total = values["MemTotal"]
-    layout = _layout(host)
-    arguments = layout.arguments.copy()
-    for slot, host_value in layout.clamped:
-        if host_value <= total:
+    snapshot = _snapshot(host)
+    layout = snapshot.layout
+    arguments = snapshot.arguments.copy()
+    host_values = snapshot.values
+    for slot in snapshot.clamp_order:
+        if host_values[slot] <= total:
             break
         arguments[slot] = total
     for slot, key in layout.derived:

@@ -505,6 +505,65 @@ def test_meminfo_render_is_the_line_by_line_view(
     )
 
 
+def meminfo_line_by_line(text: str) -> list[tuple[str, int, str]] | None:
+    """``parse_meminfo`` spelt out (it splits a file in the kernel's format in one go once
+    it has seen one): None where it must raise."""
+    entries = []
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        parts = rest.split()
+        if sep and parts:
+            with contextlib.suppress(ValueError):
+                entries.append((key.strip(), int(parts[0]), parts[1] if len(parts) > 1 else ""))
+    return entries if any(key == "MemTotal" for key, _, _ in entries) else None
+
+
+@st.composite
+def kernel_meminfo_texts(draw: st.DrawFn) -> str:
+    """The sample host's lines with other values and padding, as successive reads differ."""
+    lines = []
+    for line in SAMPLE_MEMINFO.splitlines():
+        key, _, rest = line.partition(":")
+        unit = " kB" if rest.endswith("kB") else ""
+        value = draw(st.one_of(st.integers(0, 1 << 20), st.integers(0, 1 << 70)))
+        lines.append(f"{key}:{' ' * draw(st.integers(0, 12))}{value}{unit}\n")
+    return "".join(lines)
+
+
+meminfo_texts = st.one_of(
+    kernel_meminfo_texts(),
+    kernel_meminfo_texts().map(lambda text: text.replace("kB", "MB", 1)),
+    st.lists(
+        st.tuples(
+            odd_keys,
+            st.sampled_from([":", ": ", ":\t", " : ", "", ":   "]),
+            st.one_of(st.integers(-5, 1 << 40).map(str), st.sampled_from(["x", "", "1_0"])),
+            st.sampled_from([" kB", "", " kB extra", "\u2028"]),
+        ),
+        max_size=8,
+    ).map(
+        lambda lines: "MemTotal:    1000 kB\n" + "".join(f"{k}{s}{v}{u}\n" for k, s, v, u in lines)
+    ),
+    st.text(alphabet=st.sampled_from("MemTotal: 01 kB\n\x1c"), max_size=40),
+)
+
+
+@SETTINGS
+@given(texts=st.lists(meminfo_texts, min_size=1, max_size=6))
+def test_parse_meminfo_is_the_line_by_line_parse(texts: list[str]) -> None:
+    """Over a run of host files (as over the host's successive reads), each is parsed as
+    its lines say, whatever the files before it were."""
+    for text in texts:
+        expected = meminfo_line_by_line(text)
+        if expected is None:
+            with pytest.raises(CgroupDataError):
+                parse_meminfo(text)
+        else:
+            info = parse_meminfo(text)
+            assert [tuple(entry) for entry in info.entries] == expected
+            assert info.kb("MemTotal") == next(v for k, v, _ in expected if k == "MemTotal")
+
+
 def flat_keyed_line_by_line(text: str) -> dict[str, int]:
     """``parse_flat_keyed`` spelt out (it splits a file in the kernel's exact format in one
     go): every line of two fields whose second is an int; others skipped."""
