@@ -2,19 +2,21 @@
 
 Not a test: run it as root on a quiet machine, from a checkout::
 
-    python benchmarks/read_latency.py [--iterations 2000] [--seconds 2] [--rounds 3] [--profile]
+    python benchmarks/read_latency.py [--iterations 2000] [--paced 12] [--pause 0.15]
+                                      [--seconds 2] [--rounds 3] [--profile]
 
 It mounts procfs-view with its defaults (and LXCFS, when ``lxcfs`` is installed) in a
 temporary directory and makes test cgroups (256 MiB, cpuset 0, quota 50000/100000), so
 both daemons do their full per-container work. One reader in one of them measures the
-median open+read+close time per file; then 1, 4 and 16 readers, each in a cgroup of its
+median open+read+close time per file, back to back, then ``--paced`` times each after
+``--pause`` seconds asleep (what top, free and agents do: each read finds the daemon idle,
+its CPU halted and its caches cold); then 1, 4 and 16 readers, each in a cgroup of its
 own (limits 256 MiB + its index, checked in every meminfo it reads), read all files
 round-robin for a fixed time and we count reads per second (``--rounds`` runs per daemon
 and reader count, interleaved; the median is printed). ``--profile`` then samples
 procfs-view with py-spy while one reader (256 MiB, cpuset 0, no CPU quota, so it is never
 throttled) reads all files round-robin, and prints where the daemon's time goes (see
-profiling.py). Everything started here is stopped by pid and
-unmounted at the end.
+profiling.py). Everything started here is stopped by pid and unmounted at the end.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ MIB = 1024 * 1024
 
 # One reader: per file, the median of N open+read-to-EOF+close, in nanoseconds. The N are
 # taken in 10 slices, and every slice visits every file on every root, so a noisy spell
-# of the machine lands on all of them rather than on one root's files.
+# of the machine lands on all of them rather than on one root's files. With a pause
+# (argv[4] seconds > 0) every read comes after that long asleep, as top's, free's or an
+# agent's do: the daemons (and the reader) start from idle CPUs and cold caches.
 LATENCY_READER = """
 import json, os, statistics, sys, time
 roots, files, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+pause = float(sys.argv[4])
 def once(path):
     fd = os.open(path, os.O_RDONLY)
     while os.read(fd, 65536):
@@ -73,12 +78,14 @@ samples = {key: [] for key in paths}
 for path in paths.values():
     for _ in range(min(50, n)):
         once(path)
-slices = 10
+slices = max(1, n) if pause else 10  # paced: one read per path per slice
 for part in range(slices):
     count = n // slices + (part < n % slices)
     for key, path in paths.items():
         taken = samples[key]
         for _ in range(count):
+            if pause:
+                time.sleep(pause)
             t = time.perf_counter_ns()
             once(path)
             taken.append(time.perf_counter_ns() - t)
@@ -150,7 +157,10 @@ def mounted(argv: Sequence[str], mountpoint: Path, what: str, log: Path) -> Iter
             subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
 
 
-def latency(cgroup: TestCgroup, roots: dict[str, str], iterations: int) -> dict[str, Any]:
+def latency(
+    cgroup: TestCgroup, roots: dict[str, str], iterations: int, pause: float = 0.0
+) -> dict[str, Any]:
+    """Median open+read+close per root and file, back to back or ``pause`` s apart."""
     out = cgroup.run(
         [
             sys.executable,
@@ -159,8 +169,9 @@ def latency(cgroup: TestCgroup, roots: dict[str, str], iterations: int) -> dict[
             json.dumps(roots),
             json.dumps(FILES),
             str(iterations),
+            str(pause),
         ],
-        timeout=600,
+        timeout=600 + iterations * len(roots) * len(FILES) * pause,
     )
     result: dict[str, Any] = json.loads(out)
     return result
@@ -223,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2000, help="reads per file (latency)")
     parser.add_argument("--seconds", type=float, default=2.0, help="per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs (median)")
+    parser.add_argument(
+        "--paced", type=int, default=12, help="reads per file after an idle pause (0: none)"
+    )
+    parser.add_argument("--pause", type=float, default=0.15, help="seconds idle before each")
     parser.add_argument("--no-lxcfs", action="store_true", help="skip LXCFS even if installed")
     parser.add_argument(
         "--profile", action="store_true", help="then profile procfs-view with py-spy"
@@ -263,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         lat = latency(cgroup, roots, args.iterations)
+        paced = latency(cgroup, roots, args.paced, args.pause) if args.paced > 0 else None
         runs: dict[tuple[str, int], list[float]] = defaultdict(list)
         wrong = 0
         for _round in range(args.rounds):  # interleaved: a noisy spell hits every column
@@ -275,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if name == "procfs-view":
                         wrong += mismatches
         tput = {name: {n: statistics.median(runs[name, n]) for n in CONCURRENCY} for name in roots}
-        report(lat, tput, lxcfs is not None, args)
+        report(lat, paced, tput, lxcfs is not None, args)
         print(f"procfs-view meminfo reads showing another cgroup's MemTotal: {wrong}")
         if args.profile:
             pid = int((work / "procfs-view.pid").read_text().split()[0])
@@ -285,8 +301,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if wrong else 0
 
 
+def latency_table(lat: dict[str, Any], with_lxcfs: bool) -> None:
+    header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"
+    if with_lxcfs:
+        header += f"{'lxcfs us':>10}{'pv/lxcfs':>10}"
+    header += f"{'pv/native':>11}"
+    print(header)
+    for f in FILES:
+        native = lat["native"][f]
+        pv = lat["procfs-view"][f]
+        line = f"{f:<32}{number(native, 1000):>10}{number(pv, 1000):>16}"
+        if with_lxcfs:
+            lx = lat["lxcfs"][f]
+            line += f"{number(lx, 1000):>10}{ratio(pv, lx):>10}"
+        line += f"{ratio(pv, native):>11}"
+        print(line)
+
+
 def report(
     lat: dict[str, Any],
+    paced: dict[str, Any] | None,
     tput: dict[str, dict[int, float]],
     with_lxcfs: bool,
     args: argparse.Namespace,
@@ -303,20 +337,14 @@ def report(
         f"interleaved runs of {args.seconds:g} s, each reader in a cgroup of its own"
     )
     print()
-    header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"
-    if with_lxcfs:
-        header += f"{'lxcfs us':>10}{'pv/lxcfs':>10}"
-    header += f"{'pv/native':>11}"
-    print(header)
-    for f in FILES:
-        native = lat["native"][f]
-        pv = lat["procfs-view"][f]
-        line = f"{f:<32}{number(native, 1000):>10}{number(pv, 1000):>16}"
-        if with_lxcfs:
-            lx = lat["lxcfs"][f]
-            line += f"{number(lx, 1000):>10}{ratio(pv, lx):>10}"
-        line += f"{ratio(pv, native):>11}"
-        print(line)
+    latency_table(lat, with_lxcfs)
+    if paced is not None:
+        print()
+        print(
+            f"after {args.pause:g} s idle before each read (as top, free or an agent read), "
+            f"median of {args.paced} per file, files and roots interleaved"
+        )
+        latency_table(paced, with_lxcfs)
     print()
     print("throughput: reads per second of all files round-robin (higher is better)")
     header = f"{'readers':<32}{'native':>10}{'procfs-view':>16}"

@@ -63,6 +63,17 @@ class CgroupDir:
         """This directory, then each ancestor up to and including the hierarchy root."""
         return iter(_lineage(self.path, self.hierarchy.mount_point))
 
+    def limit_lineage(self) -> Iterator[Path]:
+        """``lineage`` without the hierarchy root when that is the host's root cgroup,
+        which never has a limit (v1 refuses one with EINVAL, v2 has no limit files there):
+        reading it would cost a syscall per request, ~40 us after an idle spell."""
+        lineage = _lineage(self.path, self.hierarchy.mount_point)
+        if lineage[-1] == self.hierarchy.mount_point and _is_host_root(
+            self.hierarchy.mount_point, self.version
+        ):
+            lineage = lineage[:-1]
+        return iter(lineage)
+
     def read(self, name: str) -> str:
         """Read ``name`` in this cgroup.
 
@@ -84,7 +95,7 @@ class CgroupDir:
         """The smallest limit in this cgroup and its ancestors (a parent's limit binds its
         children). Ancestors lacking the file (the v2 root) are skipped."""
         tightest: int | None = None
-        for index, path in enumerate(self.lineage()):
+        for index, path in enumerate(self.limit_lineage()):
             where = f"{path}/{name}"
             try:
                 text = _read(where, self.read_file)
@@ -106,6 +117,18 @@ def _lineage(path: Path, mount_point: Path) -> tuple[Path, ...]:
         path = path.parent
         lineage.append(path)
     return tuple(lineage)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_host_root(mount_point: Path, version: int) -> bool:
+    """Whether ``mount_point`` is the root cgroup of the host, not that of a cgroup
+    namespace or a bind-mounted subtree (whose limits bind its children): only the real v1
+    root has ``cgroup.sane_behavior``, and only a v2 root lacks ``cgroup.type``."""
+    if version == 1:
+        return (mount_point / "cgroup.sane_behavior").exists()
+    return (mount_point / "cgroup.controllers").exists() and not (
+        mount_point / "cgroup.type"
+    ).exists()
 
 
 def _read(path: str, read_file: Callable[[str], bytes] = read_bytes) -> str:
@@ -253,6 +276,7 @@ class CgroupReader:
     ) -> None:
         self.layout = layout
         self.read_file = read_file
+        self._cfq_files = True  # until a blkio cgroup is seen without them
 
     # -- locating ---------------------------------------------------------------------------
 
@@ -396,7 +420,7 @@ class CgroupReader:
                 return CpuQuota(None)
             raise
         tightest: float | None = None
-        for index, path in enumerate(directory.lineage()):
+        for index, path in enumerate(directory.limit_lineage()):
             try:
                 if directory.version == 1:
                     value = _cfs_v1_quota(path, self.read_file)
@@ -474,17 +498,26 @@ class CgroupReader:
             }
         )
 
-    @staticmethod
-    def _blkio_v1(directory: CgroupDir) -> IoRecord:
+    def _blkio_v1(self, directory: CgroupDir) -> IoRecord:
         """CFQ-era ``blkio.io_*_recursive`` when present (kernels < 5.0), else the throttle
         layer's ``blkio.throttle.io_*_recursive``, which modern kernels fill for all I/O.
-        LXCFS reads only the former and serves the host file on current kernels."""
+        LXCFS reads only the former and serves the host file on current kernels.
+
+        The CFQ files exist in every blkio cgroup or in none (CFQ is built into the kernel
+        or not), so once one cgroup lacked them they are not looked for again: a failed
+        open and a directory check per read, ~80 us on a read after an idle spell."""
 
         def table(name: str) -> dict[tuple[int, int], dict[str, int]]:
             text = directory.read_optional(name)
             return {} if text is None else parse_blkio_recursive(text, name)
 
-        serviced = table("blkio.io_serviced_recursive")
+        serviced = {}
+        if self._cfq_files:
+            text = directory.read_optional("blkio.io_serviced_recursive")
+            if text is None:
+                self._cfq_files = False
+            else:
+                serviced = parse_blkio_recursive(text, "blkio.io_serviced_recursive")
         if serviced:
             service_bytes = table("blkio.io_service_bytes_recursive")
             merged = table("blkio.io_merged_recursive")

@@ -129,6 +129,39 @@ def test_quota_is_min_over_ancestors(tmp_path: Path, kind: str) -> None:
     assert reader.cpu_quota(membership).cpus == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("host_root", [True, False])
+def test_limits_on_the_hierarchy_root(tmp_path: Path, kind: str, host_root: bool) -> None:
+    """The root of a cgroup namespace (or a bind-mounted subtree) may hold limits that bind
+    every container below it; the host's root cgroup never holds any (the kernel refuses
+    them), so its files are not read: even garbage there changes nothing."""
+    host, reader = setup(tmp_path, kind)
+    membership = read_membership(600, host.proc)
+    host.set_cpu("/a/b", quota=(400000, 100000))
+    host.set_memory("/a/b", 300 * MIB, 5 * MIB)
+    root_quota = {"cpu.max": "100000 100000"} if kind == "v2" else {"cpu.cfs_quota_us": 100000}
+    host.write("cpu", "/", root_quota)
+    host.write("memory", "/", {"memory.max" if kind == "v2" else "memory.limit_in_bytes": MIB})
+    for controller in ("cpu", "memory"):
+        root = host.cgroup_dir(controller, "/")
+        if kind == "v2":  # only a v2 root lacks cgroup.type
+            (root / "cgroup.controllers").touch()
+            if not host_root:
+                (root / "cgroup.type").write_text("domain\n")
+        elif host_root:  # only the real v1 root has cgroup.sane_behavior
+            (root / "cgroup.sane_behavior").write_text("0\n")
+    if host_root:
+        for controller in ("cpu", "memory"):
+            for name in [*root_quota, "memory.max", "memory.limit_in_bytes"]:
+                if (host.cgroup_dir(controller, "/") / name).exists():
+                    host.write(controller, "/", {name: "garbage"})
+        assert reader.cpu_quota(membership).cpus == pytest.approx(4.0)
+        assert reader.memory(membership).limit == 300 * MIB
+    else:
+        assert reader.cpu_quota(membership).cpus == pytest.approx(1.0)
+        assert reader.memory(membership).limit == MIB
+
+
 def test_v2_quota_max_and_v1_minus_one_mean_none(tmp_path: Path) -> None:
     host, reader = setup(tmp_path / "v2", "v2")
     host.write("cpu", "/a/b", {"cpu.max": "max 100000"})
