@@ -73,8 +73,8 @@ class HostMeminfo:
         return default if index is None else self.values[index]
 
 
-#: /proc/meminfo exactly as the kernel prints it: a key of printable ASCII but ``:``, ``:``,
-#: blanks, digits, `` kB`` or no unit.
+#: /proc/meminfo exactly as the kernel prints it, line by line: a key (printable ASCII, no
+#: colon), a colon, blanks, digits, then `` kB`` or nothing.
 _KERNEL_MEMINFO = re.compile(r"(?:[!-9;-~]++: *+[0-9]++(?: kB)?+\n)*+", re.ASCII)
 #: What changes between two snapshots of one host: the padding and digits after each colon.
 _MEMINFO_VALUE = re.compile(r": *+([0-9]++)", re.ASCII)
