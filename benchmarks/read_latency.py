@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,21 +301,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if wrong else 0
 
 
-def latency_table(lat: dict[str, Any], with_lxcfs: bool) -> None:
-    header = f"{'file':<32}{'native us':>10}{'procfs-view us':>16}"
+def comparison_table(
+    title: str,
+    unit: str,
+    rows: Iterable[tuple[object, float, float, float | None]],
+    cell: Callable[[float | None], str],
+    with_lxcfs: bool,
+) -> None:
+    """One row per (label, native, procfs-view, LXCFS figure), with the ratios."""
+    header = f"{title:<32}{'native' + unit:>10}{'procfs-view' + unit:>16}"
     if with_lxcfs:
-        header += f"{'lxcfs us':>10}{'pv/lxcfs':>10}"
-    header += f"{'pv/native':>11}"
-    print(header)
-    for f in FILES:
-        native = lat["native"][f]
-        pv = lat["procfs-view"][f]
-        line = f"{f:<32}{number(native, 1000):>10}{number(pv, 1000):>16}"
+        header += f"{'lxcfs' + unit:>10}{'pv/lxcfs':>10}"
+    print(header + f"{'pv/native':>11}")
+    for label, native, pv, lx in rows:
+        line = f"{label!s:<32}{cell(native):>10}{cell(pv):>16}"
         if with_lxcfs:
-            lx = lat["lxcfs"][f]
-            line += f"{number(lx, 1000):>10}{ratio(pv, lx):>10}"
-        line += f"{ratio(pv, native):>11}"
-        print(line)
+            line += f"{cell(lx):>10}{ratio(pv, lx):>10}"
+        print(line + f"{ratio(pv, native):>11}")
+
+
+def latency_table(lat: dict[str, Any], with_lxcfs: bool) -> None:
+    lx = lat.get("lxcfs", {})
+    rows = [(f, lat["native"][f], lat["procfs-view"][f], lx.get(f)) for f in FILES]
+    comparison_table("file", " us", rows, lambda ns: number(ns, 1000), with_lxcfs)
 
 
 def report(
@@ -347,20 +355,13 @@ def report(
         latency_table(paced, with_lxcfs)
     print()
     print("throughput: reads per second of all files round-robin (higher is better)")
-    header = f"{'readers':<32}{'native':>10}{'procfs-view':>16}"
-    if with_lxcfs:
-        header += f"{'lxcfs':>10}{'pv/lxcfs':>10}"
-    header += f"{'pv/native':>11}"
-    print(header)
-    for n in CONCURRENCY:
-        native = tput["native"][n]
-        pv = tput["procfs-view"][n]
-        line = f"{n:<32}{native:>10,.0f}{pv:>16,.0f}"
-        if with_lxcfs:
-            lx = tput["lxcfs"][n]
-            line += f"{lx:>10,.0f}{ratio(pv, lx):>10}"
-        line += f"{ratio(pv, native):>11}"
-        print(line)
+    rows = [
+        (n, tput["native"][n], tput["procfs-view"][n], tput.get("lxcfs", {}).get(n))
+        for n in CONCURRENCY
+    ]
+    comparison_table(
+        "readers", "", rows, lambda rate: "-" if rate is None else f"{rate:,.0f}", with_lxcfs
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from procfs_view.fileio import DEFAULT_OPEN_FILES
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker
 from procfs_view.metrics import PrometheusMetrics
+from procfs_view.mountinfo import read_mountinfo
 from procfs_view.options import DEFAULT_BUSY_POLL
 from procfs_view.service import Roots, ViewOptions, ViewService
 
@@ -151,28 +152,10 @@ class PidFile:
 # -- mountpoint ------------------------------------------------------------------------
 
 
-def _unescape_mountinfo(field_text: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash as ``\ooo`` octal."""
-    return (
-        field_text.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-    )
-
-
 def mounts_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
     """Filesystem types mounted at ``path``, bottom first (the last one is visible)."""
-    fstypes: list[str] = []
     target = str(path)
-    for line in mountinfo.read_text().splitlines():
-        before, sep, after = line.partition(" - ")
-        fields = before.split()
-        if not sep or len(fields) < 5 or not after:
-            continue
-        if _unescape_mountinfo(fields[4]) == target:
-            fstypes.append(after.split()[0])
-    return fstypes
+    return [entry.fstype for entry in read_mountinfo(mountinfo) if entry.mount_point == target]
 
 
 def absolute_mountpoint(path: Path) -> Path:

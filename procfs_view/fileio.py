@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from procfs_view.errors import CgroupDataError
+from procfs_view.mountinfo import read_mountinfo
 
 #: Reads stop here: no /proc or cgroup file we read is anywhere near it; garbage that is
 #: bigger is cut off (and then fails to parse) instead of exhausting memory.
@@ -102,20 +103,11 @@ GENERATED_FILESYSTEMS = frozenset({"proc", "cgroup", "cgroup2", "sysfs"})
 
 def filesystems_by_device(mountinfo: str = "/proc/self/mountinfo") -> dict[int, str]:
     """``st_dev`` -> filesystem type of every mount this process sees."""
-    devices: dict[int, str] = {}
     try:
-        text = read_bytes(mountinfo).decode("utf-8", "surrogateescape")
+        entries = read_mountinfo(mountinfo)
     except OSError:
-        return devices
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            major, minor = fields[2].split(":")
-            fstype = fields[fields.index("-", 6) + 1]
-            devices[os.makedev(int(major), int(minor))] = fstype
-        except (IndexError, ValueError):
-            continue
-    return devices
+        return {}
+    return {os.makedev(*entry.device): entry.fstype for entry in entries}
 
 
 #: Descriptors an ``OpenFiles`` keeps at most, by default. Each costs the kernel about

@@ -7,7 +7,7 @@ into the container's private mount namespace. So, once the fresh mount serves, w
 every mount namespace on the host and replace each dead bind of ours, in place, with a
 bind of the same file from the fresh mount.
 
-Finding them (pure, see ``parse_mountinfo`` and ``binds_to_check``): every process's
+Finding them (pure, see ``procfs_view.mountinfo`` and ``binds_to_check``): every process's
 ``/proc/<pid>/mountinfo``, one per (mount namespace, root directory) — a chrooted or
 pivoted process sees its namespace's mounts relative to its own root, and only those
 below it. A bind is ours when its fstype is ``fuse.procfs-view`` and its source
@@ -55,7 +55,6 @@ import ctypes
 import errno
 import logging
 import os
-import re
 import select
 import signal
 import time
@@ -63,6 +62,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+from procfs_view.mountinfo import MountEntry, read_mountinfo
 
 log = logging.getLogger(__name__)
 
@@ -74,63 +75,10 @@ WORKER_TIMEOUT = 10.0
 
 # -- mountinfo (pure) -------------------------------------------------------------------
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
-
-def unescape(field_text: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash in paths as ``\ooo``."""
-    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of ``/proc/<pid>/mountinfo`` (proc(5)), paths unescaped."""
-
-    mount_id: int
-    parent_id: int
-    device: tuple[int, int]
-    root: str
-    mount_point: str
-    options: frozenset[str]
-    fstype: str
-    source: str
-
-    @property
-    def ours(self) -> bool:
-        return self.fstype == FSTYPE and self.source == FSNAME
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Every well-formed line of a mountinfo file; malformed ones are skipped."""
-    entries: list[MountEntry] = []
-    for line in text.splitlines():
-        before, sep, after = line.partition(" - ")
-        fields = before.split()
-        tail = after.split()
-        if not sep or len(fields) < 6 or len(tail) < 2:
-            continue
-        major, colon, minor = fields[2].partition(":")
-        try:
-            entry = MountEntry(
-                mount_id=int(fields[0]),
-                parent_id=int(fields[1]),
-                device=(int(major), int(minor)),
-                root=unescape(fields[3]),
-                mount_point=unescape(fields[4]),
-                options=frozenset(fields[5].split(",")),
-                fstype=tail[0],
-                source=unescape(tail[1]),
-            )
-        except ValueError:
-            continue
-        if colon:
-            entries.append(entry)
-    return entries
-
-
-def read_mountinfo(path: Path) -> list[MountEntry]:
-    """Parse a mountinfo file; paths that are not UTF-8 survive as surrogate escapes."""
-    return parse_mountinfo(path.read_bytes().decode(errors="surrogateescape"))
+def ours(entry: MountEntry) -> bool:
+    """A mount of procfs-view's filesystem (ours or another instance's)."""
+    return entry.fstype == FSTYPE and entry.source == FSNAME
 
 
 @dataclass(frozen=True)
@@ -158,7 +106,7 @@ def _visible(entries: list[MountEntry]) -> list[MountEntry]:
 def fresh_device(entries: list[MountEntry], mountpoint: str) -> tuple[int, int] | None:
     """Device of our visible mount at ``mountpoint`` (the fresh one), if there is one."""
     for entry in _visible(entries):
-        if entry.ours and entry.mount_point == mountpoint:
+        if ours(entry) and entry.mount_point == mountpoint:
             return entry.device
     return None
 
@@ -168,7 +116,7 @@ def foreign_devices(entries: list[MountEntry], mountpoint: str) -> frozenset[tup
     return frozenset(
         entry.device
         for entry in entries
-        if entry.ours and entry.root == "/" and entry.mount_point != mountpoint
+        if ours(entry) and entry.root == "/" and entry.mount_point != mountpoint
     )
 
 
@@ -195,7 +143,7 @@ def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool)
     """
     binds: list[Bind] = []
     for entry in _visible(entries):
-        if not entry.ours or entry.device == scope.fresh or entry.device in scope.foreign:
+        if not ours(entry) or entry.device == scope.fresh or entry.device in scope.foreign:
             continue
         if scope.lineage is not None and entry.device not in scope.lineage:
             continue

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from procfs_view import mountinfo
 from procfs_view.errors import CgroupDataError, ProcessGone
 from procfs_view.fileio import decode, read_bytes
 
@@ -122,41 +123,17 @@ class CgroupMembership:
         return None
 
 
-def _unescape_mountinfo(text: str) -> str:
-    """mountinfo octal-escapes space, tab, newline and backslash in paths."""
-    if "\\" not in text:
-        return text
-    return (
-        text.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-    )
-
-
 def parse_mountinfo(text: str) -> list[tuple[str, str, str, frozenset[str]]]:
     """Return ``(fstype, mount_root, mount_point, super_options)`` for each cgroup mount.
 
     Lines look like ``32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu``;
     optional fields sit between the mount options and the ``-`` separator.
     """
-    mounts: list[tuple[str, str, str, frozenset[str]]] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            separator = fields.index("-")
-        except ValueError:
-            continue
-        if separator < 5 or len(fields) < separator + 4:
-            continue
-        fstype = fields[separator + 1]
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        options = frozenset(fields[separator + 3].split(","))
-        mounts.append(
-            (fstype, _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4]), options)
-        )
-    return mounts
+    return [
+        (entry.fstype, entry.root, entry.mount_point, entry.super_options)
+        for entry in mountinfo.parse_mountinfo(text)
+        if entry.fstype in ("cgroup", "cgroup2")
+    ]
 
 
 def _rebase(mount_point: str, cgroup_root: Path) -> Path:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from procfs_view.remount import MountEntry, parse_mountinfo
+from procfs_view.mountinfo import MountEntry, parse_mountinfo
 from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.helpers import (
     BOUND_FILES,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from procfs_view.mountinfo import parse_mountinfo, unescape
 from procfs_view.remount import (
     LINEAGE_KEEP,
     MOUNT_ATTR__ATIME,
@@ -21,11 +22,10 @@ from procfs_view.remount import (
     foreign_devices,
     fresh_device,
     lineage_path,
+    ours,
     parse_lineage,
-    parse_mountinfo,
     read_lineage,
     record_lineage,
-    unescape,
 )
 
 OURS = "fuse.procfs-view procfs-view ro,user_id=0,group_id=0,default_permissions,allow_other"
@@ -82,8 +82,9 @@ def test_parse_mountinfo_fields_and_escapes() -> None:
     assert other.options == frozenset({"ro", "nosuid", "nodev", "relatime"})
     assert other.fstype == "fuse.procfs-view"
     assert other.source == "procfs-view"
-    assert other.ours
-    assert not entries[0].ours
+    assert other.super_options == frozenset(OURS.split()[2].split(","))
+    assert ours(other)
+    assert not ours(entries[0])
 
 
 def test_optional_fields_do_not_shift_the_rest() -> None:

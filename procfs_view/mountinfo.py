@@ -1,0 +1,83 @@
+"""``/proc/<pid>/mountinfo`` (proc(5)), parsed once for everyone who needs mounts.
+
+Cgroup discovery (which hierarchies, mounted where), the daemon (what is mounted at its
+mountpoint), the descriptor pool (which filesystem a kept file is on) and the remounter
+(every container's binds of our files) all read this one format; this is its one parser.
+
+A line is ``36 35 98:0 /root /mnt rw,noatime master:1 - ext3 /dev/root rw,errors=continue``:
+mount id, parent id, ``major:minor``, the root of the mount within its filesystem, the
+mount point, per-mount options, optional fields, ``-``, filesystem type, source, super
+options. Paths have space, tab, newline and backslash escaped as ``\\ooo``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MountEntry", "parse_mountinfo", "read_mountinfo", "unescape"]
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(field_text: str) -> str:
+    r"""mountinfo escapes space, tab, newline and backslash in paths as ``\ooo``."""
+    if "\\" not in field_text:
+        return field_text
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field_text)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of a mountinfo file, paths unescaped."""
+
+    mount_id: int
+    parent_id: int
+    device: tuple[int, int]
+    root: str
+    mount_point: str
+    options: frozenset[str]
+    fstype: str
+    source: str
+    super_options: frozenset[str] = frozenset()
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """Every well-formed line of a mountinfo file; malformed ones are skipped."""
+    entries: list[MountEntry] = []
+    for line in text.splitlines():
+        before, sep, after = line.partition(" - ")
+        fields = before.split()
+        tail = after.split()
+        if not sep or len(fields) < 6 or len(tail) < 2:
+            continue
+        major, colon, minor = fields[2].partition(":")
+        if not colon:
+            continue
+        try:
+            entry = MountEntry(
+                mount_id=int(fields[0]),
+                parent_id=int(fields[1]),
+                device=(int(major), int(minor)),
+                root=unescape(fields[3]),
+                mount_point=unescape(fields[4]),
+                options=frozenset(fields[5].split(",")),
+                fstype=tail[0],
+                source=unescape(tail[1]),
+                super_options=frozenset(tail[2].split(",")) if len(tail) > 2 else frozenset(),
+            )
+        except ValueError:
+            continue
+        entries.append(entry)
+    return entries
+
+
+def read_mountinfo(path: Path | str) -> list[MountEntry]:
+    """Parse a mountinfo file; paths that are not UTF-8 survive as surrogate escapes.
+
+    Raises:
+        OSError: the file cannot be read (the process exited, no /proc, ...).
+    """
+    with open(path, "rb") as handle:
+        return parse_mountinfo(handle.read().decode("utf-8", "surrogateescape"))
