@@ -123,12 +123,16 @@ def _lineage(path: Path, mount_point: Path) -> tuple[Path, ...]:
 def _is_host_root(mount_point: Path, version: int) -> bool:
     """Whether ``mount_point`` is the root cgroup of the host, not that of a cgroup
     namespace or a bind-mounted subtree (whose limits bind its children): only the real v1
-    root has ``cgroup.sane_behavior``, and only a v2 root lacks ``cgroup.type``."""
-    if version == 1:
-        return (mount_point / "cgroup.sane_behavior").exists()
-    return (mount_point / "cgroup.controllers").exists() and not (
-        mount_point / "cgroup.type"
-    ).exists()
+    root has ``cgroup.sane_behavior``, and only a v2 root lacks ``cgroup.type``. When
+    that cannot be told, it is not: the walk then reads the root, as it always did."""
+    try:
+        if version == 1:
+            return (mount_point / "cgroup.sane_behavior").exists()
+        return (mount_point / "cgroup.controllers").exists() and not (
+            mount_point / "cgroup.type"
+        ).exists()
+    except OSError:
+        return False
 
 
 def _read(path: str, read_file: Callable[[str], bytes] = read_bytes) -> str:
