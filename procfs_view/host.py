@@ -278,8 +278,10 @@ class HostReader:
 
     def process_start_seconds(self, pid: int) -> float:
         """Seconds after boot at which ``pid`` started."""
+        where = f"{self.proc}/{pid}/stat"
         try:
-            text = self.read_proc(f"{pid}/stat")
+            # The name in it may be any bytes (the kernel prints it raw).
+            text = decode(self.read_file(where), where, "surrogateescape")
         except OSError as error:
             if error.errno in (errno.ENOENT, errno.ESRCH):
                 raise ProcessGone(pid) from None

@@ -37,6 +37,12 @@ class _CachedInit:
     start_ticks: int
 
 
+def _read_proc_text(path: Path) -> str:
+    """A /proc/<pid> file that holds the process's name, which may be any bytes (the kernel
+    prints it raw): the numbers we need parse all the same."""
+    return path.read_bytes().decode("utf-8", "surrogateescape")
+
+
 class InitFinder:
     """Finds (and caches) the host pid of the init of a caller's pid namespace."""
 
@@ -51,13 +57,13 @@ class InitFinder:
 
     def _nspid(self, pid: int) -> tuple[int, ...]:
         try:
-            return parse_nspid((self.proc / str(pid) / "status").read_text())
+            return parse_nspid(_read_proc_text(self.proc / str(pid) / "status"))
         except (FileNotFoundError, ProcessLookupError):
             raise ProcessGone(pid) from None
 
     def _start_ticks(self, pid: int) -> int | None:
         try:
-            return parse_start_ticks((self.proc / str(pid) / "stat").read_text())
+            return parse_start_ticks(_read_proc_text(self.proc / str(pid) / "stat"))
         except (OSError, CgroupDataError):
             return None
 

@@ -10,7 +10,9 @@ bind of the same file from the fresh mount.
 Finding them (pure, see ``procfs_view.mountinfo`` and ``binds_to_check``): every process's
 ``/proc/<pid>/mountinfo``, one per (mount namespace, root directory) — a chrooted or
 pivoted process sees its namespace's mounts relative to its own root, and only those
-below it. A bind is ours when its fstype is ``fuse.procfs-view`` and its source
+below it. The lowest pid of a view is read first; when it exits before we are in (once
+pids wrap, that may be a short-lived reader of the container), up to two other
+processes of the same view stand in for it. A bind is ours when its fstype is ``fuse.procfs-view`` and its source
 ``procfs-view``; field 4 (the root inside our filesystem, e.g. ``/proc/meminfo``) names
 the file to bind again, field 5 the path to bind it at, as that process sees it.
 
@@ -448,8 +450,13 @@ class Outcome:
         return f"{text}: {self.status}"
 
 
-def views(proc: Path = Path("/proc")) -> Iterator[View]:
-    """One process per (mount namespace, root); processes that exit meanwhile are skipped."""
+#: Processes of one mount view tried in turn when the one we picked exits before we are in.
+VIEW_ATTEMPTS = 3
+
+
+def views(proc: Path = Path("/proc"), only: tuple[int, str] | None = None) -> Iterator[View]:
+    """One process per (mount namespace, root), or with ``only`` every process of that one
+    view; processes that exit meanwhile are skipped."""
     seen: set[tuple[int, str]] = set()
     with os.scandir(proc) as entries:
         pids = sorted(int(entry.name) for entry in entries if entry.name.isdigit())
@@ -460,9 +467,22 @@ def views(proc: Path = Path("/proc")) -> Iterator[View]:
         except OSError:
             continue  # exited, a zombie, or a kernel thread without a root
         key = (namespace, root)
-        if key not in seen:
+        if only is not None:
+            if key == only:
+                yield View(namespace, root, pid)
+        elif key not in seen:
             seen.add(key)
-            yield View(key[0], key[1], pid)
+            yield View(namespace, root, pid)
+
+
+def _stand_ins(view: View, proc: Path) -> Iterator[View]:
+    """``view``, then (when its process exits before we are in: the lowest pid of a
+    container may be a short-lived reader once pids wrap) up to ``VIEW_ATTEMPTS - 1`` other
+    processes of the same mount view."""
+    yield view
+    others = (other for other in views(proc, (view.namespace, view.root)) if other != view)
+    for _, other in zip(range(VIEW_ATTEMPTS - 1), others, strict=False):
+        yield other
 
 
 def _run_worker(
@@ -523,13 +543,15 @@ def _open_view(view: View, proc: Path) -> tuple[int, int] | None:
     return ns_fd, root_fd
 
 
-def _fix_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> list[Outcome]:
+def _fix_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> list[Outcome] | None:
+    """Replace ``binds`` in ``view``; None when its process is gone before we are in."""
+
     def outcome(bind: Bind, status: str, error: int = 0) -> Outcome:
         return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error)
 
     opened = _open_view(view, proc)
     if opened is None:
-        return [outcome(bind, GONE) for bind in binds]
+        return None
     ns_fd, root_fd = opened
     results: dict[int, Outcome] = {}
     jobs: list[tuple[bytes, int, int]] = []
@@ -557,6 +579,27 @@ def _fix_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> li
         os.close(ns_fd)
         os.close(root_fd)
     return [*results.values(), *fixed]
+
+
+def _reattach_view(
+    first: View, scope: Scope, own_namespace: int, mountpoint: Path, proc: Path
+) -> list[Outcome]:
+    """The outcomes in ``first``'s mount view (none when it has no bind of ours), through
+    another of its processes when the one picked exits before we are in."""
+    gone: list[Outcome] = []
+    for view in _stand_ins(first, proc):
+        try:
+            entries = read_mountinfo(proc / str(view.pid) / "mountinfo")
+        except OSError:
+            continue  # exited since
+        binds = binds_to_check(entries, scope, view.namespace == own_namespace)
+        if not binds:
+            return []
+        found = _fix_view(view, binds, mountpoint, proc)
+        if found is not None:
+            return found
+        gone = [Outcome(view.namespace, view.pid, bind.path, bind.root, GONE) for bind in binds]
+    return gone
 
 
 def reattach(
@@ -602,25 +645,20 @@ def reattach(
     outcomes: list[Outcome] = []
     namespaces: set[tuple[int, str]] = set()
     scanned = 0
-    for view in views(proc):
+    for first in views(proc):
         scanned += 1
         try:
-            entries = read_mountinfo(proc / str(view.pid) / "mountinfo")
-        except OSError:
-            continue  # exited since
-        binds = binds_to_check(entries, scope, view.namespace == own_namespace)
-        if not binds:
-            continue
-        try:
-            found = _fix_view(view, binds, mountpoint, proc)
+            found = _reattach_view(first, scope, own_namespace, mountpoint, proc)
         except OSError as exc:
-            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", view.namespace, view.pid, exc)
+            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc)
+            continue
+        if not found:
             continue
         for result in found:
             level = logging.WARNING if result.status in (FAILED, CHANGED) else logging.INFO
             if result.status != ALIVE or log.isEnabledFor(logging.DEBUG):
                 log.log(level, "re-attach: %s", result.describe())
-        namespaces.add((view.namespace, view.root))
+        namespaces.add((first.namespace, first.root))
         outcomes.extend(found)
     # Always logged: the one line saying the daemon's re-attach is over.
     log.info(

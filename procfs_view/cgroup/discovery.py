@@ -212,7 +212,8 @@ def discover_layout(
     ``cgroup_root`` when the mountinfo names no cgroup mount.
     """
     try:
-        text = (proc_root / "self" / "mountinfo").read_text()
+        # Not strict UTF-8: one mount of a path that is not would stop the daemon here.
+        text = (proc_root / "self" / "mountinfo").read_bytes().decode("utf-8", "surrogateescape")
     except OSError:
         text = ""
     layout = layout_from_mounts(parse_mountinfo(text), cgroup_root)

@@ -465,6 +465,15 @@ def test_discover_layout_default_root_keeps_paths(tmp_path: Path) -> None:
     assert memory.mount_point == Path("/sys/fs/cgroup/memory")
 
 
+def test_discover_layout_with_a_mount_path_that_is_not_utf8(tmp_path: Path) -> None:
+    """Any process can mount at a path of arbitrary bytes; discovery must still work."""
+    (tmp_path / "self").mkdir()
+    odd = b"99 22 0:99 / /mnt/\xff\xfe rw,relatime shared:99 - tmpfs tmpfs rw\n"
+    (tmp_path / "self" / "mountinfo").write_bytes(odd + V1_MOUNTINFO.encode() + b"\n")
+    layout = discover_layout(tmp_path, DEFAULT_CGROUP_ROOT)
+    assert layout.kind == "v1"
+
+
 def test_fixture_process_resolves_to_its_cgroup_directory(tmp_path: Path) -> None:
     host = FixtureHost(tmp_path, "v1")
     host.add_process(300, "/lxc/ct1/init.scope")

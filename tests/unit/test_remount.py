@@ -4,6 +4,7 @@ mount answers ENOTCONN), which the integration tests exercise on real mounts."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from procfs_view.mountinfo import parse_mountinfo, unescape
@@ -15,8 +16,10 @@ from procfs_view.remount import (
     MOUNT_ATTR_NOEXEC,
     MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
+    VIEW_ATTEMPTS,
     Bind,
     Scope,
+    _stand_ins,
     attributes_for,
     binds_to_check,
     foreign_devices,
@@ -26,6 +29,7 @@ from procfs_view.remount import (
     parse_lineage,
     read_lineage,
     record_lineage,
+    views,
 )
 
 OURS = "fuse.procfs-view procfs-view ro,user_id=0,group_id=0,default_permissions,allow_other"
@@ -186,3 +190,32 @@ def test_lineage_file_keeps_the_last_devices(tmp_path: Path) -> None:
     assert (0, 0) not in devices
     assert sorted(tmp_path.iterdir()) == [path]
     assert parse_lineage("0:38\ngarbage\n1:x\n 254:3 \n") == [(0, 38), (254, 3)]
+
+
+def fake_proc(tmp_path: Path, processes: dict[int, tuple[str, str]]) -> Path:
+    """A /proc with ``pid -> (mount namespace name, root)``: processes of one namespace
+    share the inode of ns/mnt, as in the kernel."""
+    proc = tmp_path / "proc"
+    namespaces = tmp_path / "namespaces"
+    namespaces.mkdir(parents=True)
+    for pid, (namespace, root) in processes.items():
+        (proc / str(pid) / "ns").mkdir(parents=True)
+        canonical = namespaces / namespace
+        canonical.touch()
+        os.link(canonical, proc / str(pid) / "ns" / "mnt")
+        (proc / str(pid) / "root").symlink_to(root)
+    return proc
+
+
+def test_a_view_whose_process_exits_is_entered_through_another(tmp_path: Path) -> None:
+    """Once pids wrap, the lowest pid of a container may be a reader that exits before we
+    are in: the view is then tried through its other processes, never another view's."""
+    proc = fake_proc(
+        tmp_path, {100: ("a", "/"), 101: ("b", "/"), 102: ("a", "/srv"), 103: ("a", "/")}
+    )
+    found = list(views(proc))
+    assert [(view.root, view.pid) for view in found] == [("/", 100), ("/", 101), ("/srv", 102)]
+    first = found[0]
+    assert [view.pid for view in _stand_ins(first, proc)] == [100, 103]
+    many = fake_proc(tmp_path / "many", {pid: ("a", "/") for pid in range(200, 210)})
+    assert len(list(_stand_ins(next(views(many)), many))) == VIEW_ATTEMPTS

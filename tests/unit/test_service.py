@@ -43,6 +43,25 @@ def test_uptime_counts_from_the_namespace_init(tmp_path: Path) -> None:
     assert idle == pytest.approx(100.0 - 3.0)
 
 
+def test_uptime_with_process_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A process may name itself with any bytes (prctl PR_SET_NAME), and the kernel prints
+    the name raw in /proc/<pid>/stat and status: the init and its namespace are still
+    found (699, scanned first, is not it), and the container's uptime is its own."""
+    host = container(tmp_path)
+    host.add_process(699, "/ct", namespace="ct", nspid=(699, 40), start_ticks=96000)
+    for pid in (699, 700):
+        for name, plain, odd in (
+            ("stat", b"(some", b"(\xfe\xff"),
+            ("status", b"\tx\n", b"\t\xff\n"),
+        ):
+            where = host.proc / str(pid) / name
+            where.write_bytes(where.read_bytes().replace(plain, odd, 1))
+    service = host.service()
+    assert service.inits.find(701) == 700
+    uptime, _ = map(float, service.render("proc/uptime", 701).split())
+    assert uptime == pytest.approx(1000.0 - 900.0)
+
+
 def test_uptime_in_the_host_pid_namespace_is_the_host_file(tmp_path: Path) -> None:
     host = container(tmp_path)
     host.add_process(702, "/ct", namespace="host-ns")
