@@ -12,9 +12,10 @@ Finding them (pure, see ``procfs_view.mountinfo`` and ``binds_to_check``): every
 pivoted process sees its namespace's mounts relative to its own root, and only those
 below it. The lowest pid of a view is read first; when it exits before we are in (once
 pids wrap, that may be a short-lived reader of the container), up to two other
-processes of the same view stand in for it. A bind is ours when its fstype is ``fuse.procfs-view`` and its source
-``procfs-view``; field 4 (the root inside our filesystem, e.g. ``/proc/meminfo``) names
-the file to bind again, field 5 the path to bind it at, as that process sees it.
+processes of the same view stand in for it. A bind is ours when its fstype is
+``fuse.procfs-view`` and its source ``procfs-view``; field 4 (the root inside our
+filesystem, e.g. ``/proc/meminfo``) names the file to bind again, field 5 the path to
+bind it at, as that process sees it.
 
 Dead or alive is decided inside the namespace, on the mount itself: ``fstatvfs`` on it
 fails with ENOTCONN exactly when its FUSE connection lost its daemon (statfs always goes
