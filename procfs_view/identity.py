@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.fileio import read_text
 from procfs_view.host import parse_start_ticks, pid_namespace
 
 
@@ -37,12 +38,6 @@ class _CachedInit:
     start_ticks: int
 
 
-def _read_proc_text(path: Path) -> str:
-    """A /proc/<pid> file that holds the process's name, which may be any bytes (the kernel
-    prints it raw): the numbers we need parse all the same."""
-    return path.read_bytes().decode("utf-8", "surrogateescape")
-
-
 class InitFinder:
     """Finds (and caches) the host pid of the init of a caller's pid namespace."""
 
@@ -57,13 +52,15 @@ class InitFinder:
 
     def _nspid(self, pid: int) -> tuple[int, ...]:
         try:
-            return parse_nspid(_read_proc_text(self.proc / str(pid) / "status"))
+            # The process's name in it may be any bytes (the kernel prints it raw).
+            return parse_nspid(read_text(f"{self.proc}/{pid}/status", errors="surrogateescape"))
         except (FileNotFoundError, ProcessLookupError):
             raise ProcessGone(pid) from None
 
     def _start_ticks(self, pid: int) -> int | None:
         try:
-            return parse_start_ticks(_read_proc_text(self.proc / str(pid) / "stat"))
+            stat = read_text(f"{self.proc}/{pid}/stat", errors="surrogateescape")
+            return parse_start_ticks(stat)
         except (OSError, CgroupDataError):
             return None
 

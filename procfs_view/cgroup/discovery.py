@@ -129,9 +129,15 @@ def parse_mountinfo(text: str) -> list[tuple[str, str, str, frozenset[str]]]:
     Lines look like ``32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu``;
     optional fields sit between the mount options and the ``-`` separator.
     """
+    return _cgroup_mounts(mountinfo.parse_mountinfo(text))
+
+
+def _cgroup_mounts(
+    entries: list[mountinfo.MountEntry],
+) -> list[tuple[str, str, str, frozenset[str]]]:
     return [
         (entry.fstype, entry.root, entry.mount_point, entry.super_options)
-        for entry in mountinfo.parse_mountinfo(text)
+        for entry in entries
         if entry.fstype in ("cgroup", "cgroup2")
     ]
 
@@ -212,11 +218,10 @@ def discover_layout(
     ``cgroup_root`` when the mountinfo names no cgroup mount.
     """
     try:
-        # Not strict UTF-8: one mount of a path that is not would stop the daemon here.
-        text = (proc_root / "self" / "mountinfo").read_bytes().decode("utf-8", "surrogateescape")
+        entries = mountinfo.read_mountinfo(proc_root / "self" / "mountinfo")
     except OSError:
-        text = ""
-    layout = layout_from_mounts(parse_mountinfo(text), cgroup_root)
+        entries = []
+    layout = layout_from_mounts(_cgroup_mounts(entries), cgroup_root)
     if layout.kind == "none":
         layout = layout_from_directory(cgroup_root)
     log.debug("cgroup layout: %s %s", layout.kind, layout)
