@@ -165,7 +165,11 @@ class Request:
         return parse_proc_cgroup(self.pid, text)
 
     def memory(self) -> MemoryRecord:
-        return self.cgroups.memory(self.membership, swap=self.options.swap)
+        """The caller's memory cgroup. On a host without swap every container is shown none
+        (its swap is bounded by the host's SwapTotal), so the swap files are not read: two
+        of a v1 meminfo's four cgroup reads on the many nodes that run without swap."""
+        swap = self.options.swap and self.host.meminfo().kb("SwapTotal") > 0
+        return self.cgroups.memory(self.membership, swap=swap)
 
     def visible_cpus(self) -> VisibleCpus:
         return self._visible_cpus

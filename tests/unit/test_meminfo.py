@@ -124,6 +124,24 @@ def test_swap_capped_by_host_swap(tmp_path: Path, kind: str) -> None:
     assert shown["SwapTotal"] == HOST.kb("SwapTotal")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_host_without_swap_needs_no_swap_files(tmp_path: Path, kind: str) -> None:
+    """Most Kubernetes nodes run without swap: the container then has none either, and its
+    swap files are not read, so not even garbage in them costs it its view."""
+    host = container(tmp_path, kind)
+    text = (host.proc / "meminfo").read_text()
+    for line in ("SwapTotal:       8388604 kB", "SwapFree:        8000000 kB"):
+        text = text.replace(line, f"{line.split()[0]:<16}{0:>8} kB")
+    (host.proc / "meminfo").write_text(text)
+    host.set_memory("/pod/ct", 256 * MIB, 10 * MIB, swap_limit=64 * MIB, swap_usage=4 * MIB)
+    swap_file = "memory.swap.current" if kind == "v2" else "memory.memsw.usage_in_bytes"
+    host.write("memory", "/pod/ct", {swap_file: "garbage"})
+    shown = values(host.service().render("proc/meminfo", 500))
+    assert shown["MemTotal"] == 256 * 1024
+    assert (shown["SwapTotal"], shown["SwapFree"]) == (0, 0)
+    assert len(host.service().render("proc/swaps", 500).decode().splitlines()) == 1
+
+
 def test_swappiness_zero_means_no_more_swap() -> None:
     record = MemoryRecord(256 * MIB, 10 * MIB, MemoryStat(), SwapRecord(64 * MIB, 2 * MIB, 0))
     assert meminfo.swap_figures(HOST, record, True) == (2048, 2048)
