@@ -3,6 +3,7 @@
 Not a test: run it as root from a checkout::
 
     python benchmarks/scale.py [--sizes 1,100,1000] [--reads 3000] [--rounds 5] [--profile]
+                               [--daemon-args '--cache-ttl 0']
 
 It makes as many memory cgroups as the largest size (limits 64..163 MiB, so every answer
 can be checked) with a sleeping process in each, and mounts procfs-view (default options)
@@ -15,7 +16,9 @@ over rounds of a run's median, so a noisy neighbour slows all columns alike inst
 one size. Printed: latency per N and its ratio to N=1, procfs-view / LXCFS, procfs-view's
 RSS and CPU time per run, then its CPU use over 5 idle seconds. ``--profile`` samples
 procfs-view with py-spy during the first round's largest size and prints where its time
-goes (profiling.py). Everything is removed at the end.
+goes (profiling.py). ``--daemon-args`` passes options to procfs-view: with ``--cache-ttl
+0`` every read computes its answer at every N, which tells what N itself costs apart from
+the rendered-file cache. Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -135,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="py-spy the largest size")
+    parser.add_argument(
+        "--daemon-args",
+        default="",
+        help="extra procfs-view options, e.g. '--cache-ttl 0' (every read a miss at every N)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("scale: needs root (cgroups, mounts)", file=sys.stderr)
@@ -154,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as stack,
     ):
         base = Path(tmp)
-        daemon = [sys.executable, "-m", "procfs_view"]
+        daemon = [sys.executable, "-m", "procfs_view", *args.daemon_args.split()]
         stack.enter_context(
             mounted([*daemon, "--pidfile", str(base / "pv.pid"), str(base / "pv")],
                     base / "pv", "procfs-view", base / "pv.log")
@@ -198,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"procfs-view scale: one reader hopping over N cgroups, {args.reads} reads per run, "
         f"median of {args.rounds} interleaved runs (kernel {os.uname().release}, "
         f"{os.cpu_count()} CPUs)"
+        + (f", procfs-view {args.daemon_args}" if args.daemon_args else "")
     )
     labels = [target.label for target in targets]
     header = "| cgroups |" + "".join(

@@ -42,13 +42,11 @@ class ServedFile:
 
 
 def _meminfo(request: Request) -> bytes:
-    return meminfo.render(request.host.meminfo(), request.memory(), request.options.swap)
+    return meminfo.render(request.host_meminfo, request.memory(), request.options.swap)
 
 
 def _swaps(request: Request) -> bytes:
-    total, used = meminfo.swap_figures(
-        request.host.meminfo(), request.memory(), request.options.swap
-    )
+    total, used = meminfo.swap_figures(request.host_meminfo, request.memory(), request.options.swap)
     return swaps.render(total, used)
 
 

@@ -32,7 +32,7 @@ from procfs_view.errors import (
     ServeHost,
 )
 from procfs_view.fileio import DEFAULT_OPEN_FILES, OpenFiles
-from procfs_view.host import CachedHostReader, HostReader, clock_ticks
+from procfs_view.host import CachedHostReader, HostMeminfo, HostReader, clock_ticks
 from procfs_view.identity import InitFinder
 from procfs_view.metrics import NoMetrics, Recorder
 from procfs_view.options import ViewOptions
@@ -168,8 +168,14 @@ class Request:
         """The caller's memory cgroup. On a host without swap every container is shown none
         (its swap is bounded by the host's SwapTotal), so the swap files are not read: two
         of a v1 meminfo's four cgroup reads on the many nodes that run without swap."""
-        swap = self.options.swap and self.host.meminfo().kb("SwapTotal") > 0
+        swap = self.options.swap and self.host_meminfo.kb("SwapTotal") > 0
         return self.cgroups.memory(self.membership, swap=swap)
+
+    @cached_property
+    def host_meminfo(self) -> HostMeminfo:
+        """The host's meminfo, read once per request: the swap check and the view then see
+        the same snapshot (and with ``--cache-ttl 0`` it is not read twice)."""
+        return self.host.meminfo()
 
     def visible_cpus(self) -> VisibleCpus:
         return self._visible_cpus

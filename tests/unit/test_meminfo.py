@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from procfs_view.cgroup.records import MemoryRecord, MemoryStat, SwapRecord
-from procfs_view.host import parse_meminfo
+from procfs_view.host import HostReader, parse_meminfo
 from procfs_view.options import ViewOptions
 from procfs_view.views import meminfo
 from tests.fixtures import DATA, FixtureHost
@@ -140,6 +140,22 @@ def test_host_without_swap_needs_no_swap_files(tmp_path: Path, kind: str) -> Non
     assert shown["MemTotal"] == 256 * 1024
     assert (shown["SwapTotal"], shown["SwapFree"]) == (0, 0)
     assert len(host.service().render("proc/swaps", 500).decode().splitlines()) == 1
+
+
+def test_host_meminfo_is_read_once_per_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--cache-ttl 0`` (nothing shared between reads) the swap check and the view
+    share one read of the host's meminfo."""
+    host = container(tmp_path, "v1")
+    host.set_memory("/pod/ct", 256 * MIB, 10 * MIB, swap_limit=64 * MIB, swap_usage=4 * MIB)
+    service = host.service()
+    reads = []
+    original = HostReader.meminfo
+    monkeypatch.setattr(HostReader, "meminfo", lambda self: reads.append(1) or original(self))
+    for path in ("proc/meminfo", "proc/swaps"):
+        service.answer(path, 500)
+    assert len(reads) == 2
 
 
 def test_swappiness_zero_means_no_more_swap() -> None:
