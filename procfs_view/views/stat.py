@@ -68,7 +68,7 @@ def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
     file, e.g. just hot-unplugged, counts as the busiest known one)."""
     host_lines = [host.cpu(physical) for physical in cpus.physical]
     known = [_elapsed(line, 0) for line in host_lines if line is not None]
-    typical = max(known) if known else _elapsed(host.total, 0) // max(1, len(host.per_cpu))
+    typical = max(known) if known else _elapsed(host.total, 0) // max(1, host.cpu_count)
     return [_elapsed(line, typical) for line in host_lines]
 
 

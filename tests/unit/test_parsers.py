@@ -346,6 +346,19 @@ def test_host_stat_finds_each_cpu_by_number() -> None:
     assert host.cpu(1) is None
 
 
+def test_parse_stat_converts_a_cpu_line_when_it_is_looked_up() -> None:
+    host = parse_stat("cpu  9 0 9 9\ncpu0 1 0 1 1\ncpu1 1 x 1 1\ncpu2 1 1\nctxt 5\n")
+    assert host.cpu_count == 3
+    assert host.cpu_numbers == (0, 1, 2)
+    assert host.cpu(0) == CpuLine("cpu0", (1, 0, 1, 1))
+    with pytest.raises(CgroupDataError, match="bad cpu line"):
+        host.cpu(1)
+    with pytest.raises(CgroupDataError, match="too few fields"):
+        host.cpu(2)
+    with pytest.raises(CgroupDataError):
+        host.per_cpu  # noqa: B018
+
+
 def test_parse_stat_old_kernel_with_four_fields() -> None:
     stat = parse_stat("cpu  1 2 3 4\ncpu0 1 2 3 4\nctxt 5\n")
     assert stat.total.ticks == (1, 2, 3, 4)

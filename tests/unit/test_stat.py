@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view.errors import CgroupDataError
 from procfs_view.options import ViewOptions
 from tests.fixtures import FixtureHost
 
@@ -89,3 +90,19 @@ def test_root_cgroup_gets_the_host_file(tmp_path: Path) -> None:
     host.add_process(901, "/")
     service = host.service()
     assert service.answer("proc/stat", 901) == (host.proc / "stat").read_bytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_the_visible_cpus_host_lines_matter(tmp_path: Path, kind: str) -> None:
+    """The host's per-CPU lines are converted only for the CPUs a container sees (on a
+    256-CPU host that was most of a read's cost for a 4-CPU container): garbage in another
+    CPU's line leaves the view alone, garbage in a visible CPU's line serves the host file."""
+    host = container(tmp_path, kind)  # sees CPUs 1-2
+    pristine = (host.proc / "stat").read_text()
+    (host.proc / "stat").write_text(pristine.replace("cpu3 10000 25", "cpu3 10000 x"))
+    assert set(cpu_lines(host.service().render("proc/stat", 900))) == {"cpu", "cpu1", "cpu2"}
+    (host.proc / "stat").write_text(pristine.replace("cpu2 10000 25", "cpu2 10000 x"))
+    service = host.service()
+    with pytest.raises(CgroupDataError, match="cpu2"):
+        service.render("proc/stat", 900)
+    assert service.answer("proc/stat", 900) == (host.proc / "stat").read_bytes()
