@@ -67,9 +67,12 @@ def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
     """Elapsed ticks of the host CPU behind each visible CPU (a CPU missing from the host
     file, e.g. just hot-unplugged, counts as the busiest known one)."""
     host_lines = [host.cpu(physical) for physical in cpus.physical]
-    known = [_elapsed(line, 0) for line in host_lines if line is not None]
+    sums = [None if line is None else sum(line.ticks[:_ELAPSED_FIELDS]) for line in host_lines]
+    known = [value for value in sums if value is not None]
+    if len(known) == len(sums):
+        return known
     typical = max(known) if known else _elapsed(host.total, 0) // max(1, host.cpu_count)
-    return [_elapsed(line, typical) for line in host_lines]
+    return [typical if value is None else value for value in sums]
 
 
 def _lines(cpus: VisibleCpus, per_cpu: list[tuple[int, ...]]) -> list[CpuLine]:
@@ -100,10 +103,6 @@ class StatState:
     busy: tuple[tuple[int, int], ...]
     elapsed: tuple[int, ...]
     per_cpu: tuple[tuple[int, ...], ...]
-
-
-def _scale(value: int, numerator: int, denominator: int) -> int:
-    return value if denominator <= numerator else value * numerator // max(1, denominator)
 
 
 def advance(
@@ -143,15 +142,22 @@ def advance(
         allowed = min(allowed, int(quota_cpus * wall))
     wanted = sum(user + system for user, system in grown_busy)
     per_cpu: list[tuple[int, ...]] = []
+    over_quota, divisor = wanted > allowed, max(1, wanted)
+    # The scaling inlined (no calls, comparisons for max): this loop runs once per visible
+    # CPU on every read, hundreds of times on big hosts.
     for ticks, (user, system), room in zip(
         previous.per_cpu, grown_busy, grown_elapsed, strict=True
     ):
-        user, system = _scale(user, allowed, wanted), _scale(system, allowed, wanted)
-        user, system = _scale(user, room, user + system), _scale(system, room, user + system)
+        if over_quota:  # all CPUs' growth scaled by allowed / wanted
+            user, system = user * allowed // divisor, system * allowed // divisor
+        busy_growth = user + system
+        if busy_growth > room:  # no CPU busier than its own elapsed time
+            user, system = user * room // busy_growth, system * room // busy_growth
+        idle_growth = room - user - system
         updated = list(ticks)
         updated[USER] += user
         updated[SYSTEM] += system
-        updated[IDLE] += max(0, room - user - system)
+        updated[IDLE] += idle_growth if idle_growth > 0 else 0
         per_cpu.append(tuple(updated))
     state = StatState(shown, tuple(busy), tuple(elapsed), tuple(per_cpu))
     return _lines(cpus, per_cpu), state
