@@ -381,6 +381,7 @@ def test_parse_stat_future_kernel_with_more_fields() -> None:
         "cpu  1 2 3 x\n",
         "cpuX 1 2 3 4\ncpu  1 2 3 4\n",
         "cpu0 1 2 3 4\n",  # per-CPU lines but no aggregate
+        "cpu  1 2 3 4\ncpu\u00b2 1 2 3 4\n",  # a digit int() does not take
     ],
 )
 def test_parse_stat_garbage(text: str) -> None:
