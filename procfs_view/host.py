@@ -199,6 +199,47 @@ class HostStat:
         position = self._index.get(number)
         return None if position is None else self._line(position)
 
+    def counter_sums(self, numbers: Sequence[int], fields: int) -> list[int | None]:
+        """For each CPU in ``numbers``, the sum of its line's first ``fields`` counters
+        (None: the host has no such line). When most lines are wanted, the kernel's
+        uniform lines are converted in one go rather than line by line (a 256-CPU host:
+        ~0.6 ms line by line).
+
+        Raises:
+            CgroupDataError: a wanted line's counters are not numbers, or too few.
+        """
+        if fields > 0 and len(numbers) * 4 >= len(self._rows):
+            sums = self._all_counter_sums(fields)
+            if sums is not None:
+                index = self._index
+                return [None if (at := index.get(n)) is None else sums[at] for n in numbers]
+        result: list[int | None] = []
+        for number in numbers:
+            line = self.cpu(number)
+            result.append(None if line is None else sum(line.ticks[:fields]))
+        return result
+
+    def _all_counter_sums(self, fields: int) -> list[int] | None:
+        """``counter_sums`` of every line, or None unless every line is unconverted text with
+        the aggregate line's number of counters (then ``cpu`` says what is wrong)."""
+        rows = self._rows
+        width = len(self.total.ticks)
+        texts = [row for row in rows if isinstance(row, str)]
+        if len(texts) != len(rows):
+            return None
+        tokens = " ".join(texts).split()
+        if len(tokens) != len(rows) * (width + 1):
+            return None
+        # Drop the names. Had any line more or fewer counters, some name would be left
+        # (every row has exactly one, and names are never numbers) and int() would refuse.
+        del tokens[:: width + 1]
+        try:
+            values = list(map(int, tokens))
+        except ValueError:
+            return None
+        columns = (values[field::width] for field in range(min(fields, width)))
+        return list(map(sum, zip(*columns, strict=True)))
+
     @property
     def per_cpu(self) -> tuple[CpuLine, ...]:
         """Every per-CPU line, in file order (all converted)."""

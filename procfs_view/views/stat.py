@@ -66,8 +66,7 @@ def per_cpu_busy(usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[tuple
 def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
     """Elapsed ticks of the host CPU behind each visible CPU (a CPU missing from the host
     file, e.g. just hot-unplugged, counts as the busiest known one)."""
-    host_lines = [host.cpu(physical) for physical in cpus.physical]
-    sums = [None if line is None else sum(line.ticks[:_ELAPSED_FIELDS]) for line in host_lines]
+    sums = host.counter_sums(cpus.physical, _ELAPSED_FIELDS)
     known = [value for value in sums if value is not None]
     if len(known) == len(sums):
         return known

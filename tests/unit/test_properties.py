@@ -268,6 +268,64 @@ def host_stat(per_cpu: list[list[int]]) -> HostStat:
     return parse_stat("\n".join(lines) + "\n")
 
 
+#: A counter as the kernel prints it, or something a broken or foreign file might hold.
+stat_counters = st.one_of(
+    st.integers(0, 10**12).map(str),
+    st.sampled_from(["-3", "x", "1_0", "cpu7", "", "1 2"]),
+)
+
+
+@st.composite
+def stat_cpu_rows(draw: st.DrawFn, width: int) -> list[tuple[int, list[str]]]:
+    """Per-CPU rows, mostly with the aggregate line's ``width`` counters of digits (the
+    kernel's layout, which takes the one-go path), some with other counts or garbage."""
+    rows = []
+    for _ in range(draw(st.integers(0, 10))):
+        uniform = draw(st.integers(0, 9)) > 1
+        counters = draw(
+            st.lists(st.integers(0, 10**12).map(str), min_size=width, max_size=width)
+            if uniform
+            else st.lists(stat_counters, min_size=2, max_size=12)
+        )
+        rows.append((draw(st.integers(0, 9)), counters))
+    return rows
+
+
+@SETTINGS
+@given(
+    width_and_rows=st.integers(4, 11).flatmap(
+        lambda width: st.tuples(st.just(width), stat_cpu_rows(width))
+    ),
+    wanted=st.lists(st.integers(0, 11), max_size=12),
+    fields=st.integers(0, 12),
+)
+def test_counter_sums_are_the_per_line_sums(
+    width_and_rows: tuple[int, list[tuple[int, list[str]]]], wanted: list[int], fields: int
+) -> None:
+    """``counter_sums`` converts the kernel's uniform lines in one go when most are wanted:
+    whatever the lines hold (other counts of counters, garbage, a name among them), it
+    gives what converting each wanted line gives, and raises where that raises (a broken
+    line nobody asked for raises in neither)."""
+    width, rows = width_and_rows
+    lines = ["cpu  " + " ".join(["1"] * width)]
+    lines += [f"cpu{number} {' '.join(counters)}" for number, counters in rows]
+    text = "\n".join(lines) + "\nctxt 1\n"
+    expected: list[int | None] | type[CgroupDataError] = []
+    try:
+        line_by_line = parse_stat(text)
+        for number in wanted:
+            line = line_by_line.cpu(number)
+            expected.append(None if line is None else sum(line.ticks[:fields]))
+    except CgroupDataError:
+        expected = CgroupDataError
+    host = parse_stat(text)
+    try:
+        got: list[int | None] | type[CgroupDataError] = host.counter_sums(wanted, fields)
+    except CgroupDataError:
+        got = CgroupDataError
+    assert got == expected
+
+
 def ticks_of(ns: int) -> int:
     return ns * USER_HZ // NS
 
