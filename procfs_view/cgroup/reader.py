@@ -470,13 +470,16 @@ class CgroupReader:
         per_cpu: dict[int, CpuTimes]
         if usage_all is not None:
             rows = parse_usage_all(usage_all, "cpuacct.usage_all")
-            per_cpu = {cpu: CpuTimes(max(0, u), max(0, s)) for cpu, (u, s) in rows.items()}
+            if min(map(min, rows.values()), default=0) >= 0:  # the kernel's u64 counters
+                # One row per host CPU, hundreds on big hosts: built without a Python loop.
+                per_cpu = dict(zip(rows, map(CpuTimes._make, rows.values()), strict=True))
+            else:
+                per_cpu = {cpu: CpuTimes(max(0, u), max(0, s)) for cpu, (u, s) in rows.items()}
         else:  # kernels before 4.7 have only the per-CPU total
             totals = parse_usage_percpu(directory.read("cpuacct.usage_percpu"), "usage_percpu")
             per_cpu = {cpu: CpuTimes(max(0, ns), 0) for cpu, ns in totals.items()}
-        total = CpuTimes(
-            sum(t.user for t in per_cpu.values()), sum(t.system for t in per_cpu.values())
-        )
+        columns = list(zip(*per_cpu.values(), strict=True))  # (users, systems)
+        total = CpuTimes(sum(columns[0]), sum(columns[1])) if columns else CpuTimes(0, 0)
         return CpuUsage(total, per_cpu)
 
     # -- block I/O --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from procfs_view.cgroup.records import CpuUsage
+from procfs_view.cgroup.records import CpuTimes, CpuUsage
 from procfs_view.host import CpuLine, HostStat
 from procfs_view.views.cpus import VisibleCpus
 
@@ -50,13 +50,15 @@ def per_cpu_busy(usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[tuple
     """(user, system) ticks for each visible CPU, in display order."""
     if usage.per_cpu is not None and not cpus.renumbered:
         result = []
-        for physical in cpus.physical:
-            times = usage.per_cpu.get(physical)
-            if times is None:
-                result.append((0, 0))
-            else:
-                user = ns_to_ticks(times.user, user_hz)
-                result.append((user, ns_to_ticks(times.system, user_hz)))
+        per_cpu, none = usage.per_cpu, CpuTimes(0, 0)
+        for physical in cpus.physical:  # ns_to_ticks inlined: once per visible CPU per read
+            user, system = per_cpu.get(physical, none)
+            result.append(
+                (
+                    (user if user > 0 else 0) * user_hz // NS_PER_SECOND,
+                    (system if system > 0 else 0) * user_hz // NS_PER_SECOND,
+                )
+            )
         return result
     users = split_evenly(ns_to_ticks(usage.total.user, user_hz), cpus.count)
     systems = split_evenly(ns_to_ticks(usage.total.system, user_hz), cpus.count)
