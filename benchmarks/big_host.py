@@ -3,8 +3,9 @@
 Not a test, and needs no root: it builds a host /proc/stat and /proc/cpuinfo with N CPUs
 (the cpuinfo blocks are copies of this machine's first one) and times, in-process, what
 the daemon does with them on a cache miss: parse the host stat and advance one cgroup's
-counters over all N CPUs (a container without a cpuset), render stat, and render cpuinfo
-for a 4-CPU container and for one that sees all N. Run it from a checkout::
+counters over all N CPUs (a container without a cpuset) and over 4 (a cpuset of 4),
+render stat, read a v1 cgroup's ``cpuacct.usage_all`` (a row per host CPU), and render
+cpuinfo for a 4-CPU container and for one that sees all N. Run it from a checkout::
 
     python benchmarks/big_host.py [--cpus 8,64,128,256]
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from procfs_view.cgroup.reader import CgroupReader
 from procfs_view.cgroup.records import CpuQuota, CpuTimes, CpuUsage
 from procfs_view.host import parse_stat
 from procfs_view.views import cpuinfo, stat
@@ -44,6 +46,16 @@ def host_cpuinfo_text(cpus: int) -> str:
     return "".join("\n".join([f"processor\t: {cpu}", *rest]) + "\n\n" for cpu in range(cpus))
 
 
+class UsageFile:
+    """A cgroup directory holding only ``cpuacct.usage_all``, as the reader reads it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read_optional(self, name: str) -> str:
+        return self.text
+
+
 def microseconds(action: Callable[[], object], number: int = 100) -> float:
     return min(timeit.repeat(action, number=number, repeat=5)) / number * 1e6
 
@@ -52,6 +64,7 @@ COLUMNS = (
     "stat, all CPUs: parse + advance µs",
     "stat, all CPUs: render µs",
     "stat, 4 CPUs: parse + advance µs",
+    "cgroup cpuacct.usage_all µs",
     "cpuinfo, 4 CPUs µs",
     "cpuinfo, all µs",
 )
@@ -59,12 +72,16 @@ COLUMNS = (
 
 def measure(count: int) -> tuple[float, ...]:
     """µs for each of ``COLUMNS``: a container that sees every CPU, and one with a cpuset
-    of 4 (the host stat is parsed on every read: it is never cached)."""
+    of 4 (the host stat is parsed on every read: it is never cached), and the v1 cgroup's
+    per-CPU usage file, which has a row per host CPU whatever the container sees."""
     stat_text, cpuinfo_text = host_stat_text(count), host_cpuinfo_text(count)
     every = visible_cpus(range(count), range(count), CpuQuota(None), cpu_view=False)
     four = visible_cpus(range(4), range(count), CpuQuota(None), cpu_view=False)
     usage = CpuUsage(
         CpuTimes(10**12, 10**11), {cpu: CpuTimes(10**10, 10**9) for cpu in range(count)}
+    )
+    usage_text = "cpu user system\n" + "".join(
+        f"{cpu} {10**10 + cpu} {10**9 + cpu}\n" for cpu in range(count)
     )
     host = parse_stat(stat_text)
     lines, state = stat.advance(host, usage, every, 100, None, None)
@@ -75,6 +92,7 @@ def measure(count: int) -> tuple[float, ...]:
         microseconds(
             lambda: stat.advance(parse_stat(stat_text), usage, four, 100, None, state_four)
         ),
+        microseconds(lambda: CgroupReader._cpuacct_usage(UsageFile(usage_text))),
         microseconds(lambda: cpuinfo.render(cpuinfo_text, four)),
         microseconds(lambda: cpuinfo.render(cpuinfo_text, every)),
     )
