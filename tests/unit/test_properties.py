@@ -296,7 +296,7 @@ def stat_cpu_rows(draw: st.DrawFn, width: int) -> list[tuple[int, list[str]]]:
     width_and_rows=st.integers(4, 11).flatmap(
         lambda width: st.tuples(st.just(width), stat_cpu_rows(width))
     ),
-    wanted=st.lists(st.integers(0, 11), max_size=12),
+    wanted=st.lists(st.integers(0, 11), max_size=16),
     fields=st.integers(0, 12),
 )
 def test_counter_sums_are_the_per_line_sums(
