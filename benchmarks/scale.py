@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as stack,
     ):
         base = Path(tmp)
-        daemon = [sys.executable, "-m", "procfs_view", *args.daemon_args.split()]
+        daemon = [sys.executable, "-m", "procfs_view", *shlex.split(args.daemon_args)]
         stack.enter_context(
             mounted([*daemon, "--pidfile", str(base / "pv.pid"), str(base / "pv")],
                     base / "pv", "procfs-view", base / "pv.log")

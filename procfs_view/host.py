@@ -157,11 +157,7 @@ class HostStat:
         per_cpu: Sequence[CpuLine],
         other_lines: tuple[str, ...],
     ) -> None:
-        self.total = total
-        self.other_lines = other_lines
-        self._rows: list[CpuLine | str] = list(per_cpu)
-        self._numbers: list[int | None] = [line.number for line in per_cpu]
-        self._index = _first_positions(self._numbers)
+        self._fill(total, list(per_cpu), [line.number for line in per_cpu], other_lines)
 
     @classmethod
     def _unconverted(
@@ -173,10 +169,21 @@ class HostStat:
     ) -> HostStat:
         """From per-CPU lines still as text (``parse_stat`` checked their names)."""
         stat = cls.__new__(cls)
-        stat.total, stat.other_lines = total, other_lines
-        stat._rows, stat._numbers = rows, numbers
-        stat._index = _first_positions(numbers)
+        stat._fill(total, rows, numbers, other_lines)
         return stat
+
+    def _fill(
+        self,
+        total: CpuLine,
+        rows: list[CpuLine | str],
+        numbers: list[int | None],
+        other_lines: tuple[str, ...],
+    ) -> None:
+        self.total = total
+        self.other_lines = other_lines
+        self._rows = rows
+        self._numbers = numbers
+        self._index = _first_positions(numbers)
 
     @property
     def cpu_count(self) -> int:

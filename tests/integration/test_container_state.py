@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view.loadavg import _thread_state
 from tests.cgroups import test_cgroup
 from tests.integration.helpers import (
     MIB,
@@ -72,8 +73,7 @@ def wait_until_asleep(pid: int, timeout: float = 30) -> None:
     longer on a busy, emulated VM)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "S":
+        if _thread_state(Path("/proc"), pid) == "S":
             return
         time.sleep(0.05)
     raise AssertionError(f"pid {pid} never went to sleep")
