@@ -154,36 +154,21 @@ class HostStat:
     def __init__(
         self,
         total: CpuLine,
-        per_cpu: Sequence[CpuLine],
+        per_cpu: Sequence[CpuLine | str],
         other_lines: tuple[str, ...],
+        numbers: Sequence[int | None] | None = None,
     ) -> None:
-        self._fill(total, list(per_cpu), [line.number for line in per_cpu], other_lines)
-
-    @classmethod
-    def _unconverted(
-        cls,
-        total: CpuLine,
-        rows: list[CpuLine | str],
-        numbers: list[int | None],
-        other_lines: tuple[str, ...],
-    ) -> HostStat:
-        """From per-CPU lines still as text (``parse_stat`` checked their names)."""
-        stat = cls.__new__(cls)
-        stat._fill(total, rows, numbers, other_lines)
-        return stat
-
-    def _fill(
-        self,
-        total: CpuLine,
-        rows: list[CpuLine | str],
-        numbers: list[int | None],
-        other_lines: tuple[str, ...],
-    ) -> None:
+        """``per_cpu`` as records, or as text lines with their CPU ``numbers`` (as
+        ``parse_stat`` passes them, having checked their names)."""
+        if numbers is None:
+            numbers = [row.number for row in per_cpu if isinstance(row, CpuLine)]
+            if len(numbers) != len(per_cpu):
+                raise ValueError("per-CPU lines given as text need their numbers")
         self.total = total
         self.other_lines = other_lines
-        self._rows = rows
-        self._numbers = numbers
-        self._index = _first_positions(numbers)
+        self._rows = list(per_cpu)
+        self._numbers = list(numbers)
+        self._index = _first_positions(self._numbers)
 
     @property
     def cpu_count(self) -> int:
@@ -264,7 +249,7 @@ class HostStat:
 _BULK_MIN = 8
 
 
-def _first_positions(numbers: list[int | None]) -> dict[int, int]:
+def _first_positions(numbers: Sequence[int | None]) -> dict[int, int]:
     index: dict[int, int] = {}
     for position, number in enumerate(numbers):
         if number is not None:
@@ -288,8 +273,8 @@ def parse_stat(text: str) -> HostStat:
     """/proc/stat. The aggregate line is converted and every ``cpu`` line's name checked
     here; per-CPU counters when ``HostStat`` is asked for them."""
     total: CpuLine | None = None
-    rows: list[CpuLine | str] = []
-    numbers: list[int | None] = []
+    rows: list[str] = []
+    numbers: list[int] = []
     other: list[str] = []
     for line in text.splitlines():
         # Only cpu lines are split: the intr line alone holds thousands of numbers (and is
@@ -308,7 +293,7 @@ def parse_stat(text: str) -> HostStat:
             other.append(line)
     if total is None:
         raise CgroupDataError("stat: no aggregate cpu line")
-    return HostStat._unconverted(total, rows, numbers, tuple(other))
+    return HostStat(total, rows, tuple(other), numbers)
 
 
 @dataclass(frozen=True)
