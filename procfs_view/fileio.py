@@ -42,10 +42,15 @@ def _read_fd(fd: int, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)[:limit]
 
 
-def _pread_all(fd: int, limit: int) -> bytes:
-    """Read ``fd`` from offset 0 to EOF (or ``limit`` bytes) without moving its position."""
+def _pread_all(fd: int, limit: int, one_record: bool) -> bytes:
+    """Read ``fd`` from offset 0 to EOF (or ``limit`` bytes) without moving its position.
+
+    Only for a file the kernel prints in one go (``one_record``) is a short first read the
+    whole file; any other stops a read at the first record that does not fit the kernel's
+    page-sized buffer (a 16-CPU cpuinfo comes three CPUs at a time), so only an empty read
+    is its end."""
     data = os.pread(fd, min(_FIRST_PREAD, limit), 0)
-    if len(data) < _FIRST_PREAD:
+    if not data or (one_record and len(data) < _FIRST_PREAD):
         return data
     chunks = [data]
     size = len(data)
@@ -99,6 +104,25 @@ def decode(data: bytes, path: str, errors: str = "strict") -> str:
 #: descriptors fail (ENODEV, ESRCH) once what they show is gone: a kept descriptor can
 #: never show stale content. A regular file could be replaced under a kept descriptor.
 GENERATED_FILESYSTEMS = frozenset({"proc", "cgroup", "cgroup2", "sysfs"})
+#: /proc files the kernel prints with one ``show`` call (``single_open``): a read at
+#: offset 0 returns all of it or fills the buffer. cpuinfo (a record per CPU), diskstats
+#: and swaps (per device), maps, mountinfo... are printed record by record and are not.
+_ONE_RECORD_PROC_FILES = frozenset(
+    {"meminfo", "stat", "uptime", "loadavg", "cgroup", "cpu", "io", "memory"}
+)
+#: The cgroup files printed record by record (a line per process or thread); every other
+#: cgroup file, like every sysfs attribute, is printed in one go.
+_RECORD_CGROUP_FILES = frozenset({"cgroup.procs", "cgroup.threads", "tasks"})
+
+
+def _one_record(path: str, fstype: str) -> bool:
+    """Whether a short first read of ``path`` (on a ``fstype`` filesystem) is all of it."""
+    name = path.rpartition("/")[2]
+    if fstype == "proc":
+        return name in _ONE_RECORD_PROC_FILES
+    if fstype == "sysfs":
+        return True
+    return name not in _RECORD_CGROUP_FILES
 
 
 def filesystems_by_device(mountinfo: str = "/proc/self/mountinfo") -> dict[int, str]:
@@ -152,7 +176,8 @@ class OpenFiles:
         self.capacity = max(0, capacity)
         self.idle_seconds = idle_seconds
         self.clock = clock
-        self._kept: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # path -> (descriptor, last read, whether a short first read is the whole file)
+        self._kept: OrderedDict[str, tuple[int, float, bool]] = OrderedDict()
         self._filesystems: dict[int, str] = {}
         self._reads = 0
         _POOLS.add(self)
@@ -172,13 +197,13 @@ class OpenFiles:
             self._sweep(now)
         kept = self._kept.get(path)
         if kept is not None:
-            fd = kept[0]
+            fd, _, one_record = kept
             try:
-                data = _pread_all(fd, limit)
+                data = _pread_all(fd, limit, one_record)
             except OSError:
                 self._forget(path)
             else:
-                self._kept[path] = (fd, now)
+                self._kept[path] = (fd, now, one_record)
                 self._kept.move_to_end(path)
                 return data
         fd = self._open(path)
@@ -193,7 +218,7 @@ class OpenFiles:
     def close(self) -> None:
         """Close every kept descriptor (the service is being replaced or shut down)."""
         while self._kept:
-            _, (fd, _) = self._kept.popitem()
+            _, (fd, _, _) = self._kept.popitem()
             os.close(fd)
 
     def _open(self, path: str) -> int:
@@ -207,31 +232,33 @@ class OpenFiles:
         return _open(path)
 
     def _keep(self, path: str, fd: int, now: float) -> None:
-        if self.capacity == 0 or not self._generated(fd):
+        fstype = self._fstype(fd) if self.capacity > 0 else ""
+        if fstype not in GENERATED_FILESYSTEMS:
             os.close(fd)
             return
-        self._kept[path] = (fd, now)
+        self._kept[path] = (fd, now, _one_record(path, fstype))
         while len(self._kept) > self.capacity:
-            _, (old, _) = self._kept.popitem(last=False)
+            _, (old, _, _) = self._kept.popitem(last=False)
             os.close(old)
 
     def _sweep(self, now: float) -> None:
         """Close descriptors not read for ``idle_seconds`` (the least recent come first)."""
         while self._kept:
-            path, (fd, last) = next(iter(self._kept.items()))
+            path, (fd, last, _) = next(iter(self._kept.items()))
             if now - last < self.idle_seconds:
                 return
             del self._kept[path]
             os.close(fd)
 
     def _forget(self, path: str) -> None:
-        fd, _ = self._kept.pop(path)
+        fd, _, _ = self._kept.pop(path)
         os.close(fd)
 
-    def _generated(self, fd: int) -> bool:
+    def _fstype(self, fd: int) -> str:
+        """The filesystem ``fd`` is on ("" when mountinfo does not tell)."""
         device = os.fstat(fd).st_dev
         fstype = self._filesystems.get(device)
         if fstype is None:
             self._filesystems = filesystems_by_device()
             fstype = self._filesystems.setdefault(device, "")
-        return fstype in GENERATED_FILESYSTEMS
+        return fstype
