@@ -391,8 +391,12 @@ class CgroupReader:
     def cpuset(self, membership: CgroupMembership) -> tuple[int, ...] | None:
         """CPUs the process may run on; None when no hierarchy has the cpuset controller.
 
-        ``cpuset.cpus`` may be empty (v2: "inherit"); then the effective list, and failing
-        that the nearest ancestor with a non-empty list, says what applies.
+        The effective list first: on v2 ``cpuset.cpus`` is only a request (empty means
+        "inherit"), and what the kernel grants is narrowed by the ancestors' lists and by
+        sibling partitions (``AllowedCPUs=0-1`` on a slice leaves a container asking for
+        0-7 on 0-1); on v1 the two lists are the same. LXCFS reads ``cpuset.cpus`` first
+        and shows the request. A cgroup without the files (v2: the controller not enabled
+        for it) or with empty ones takes the nearest ancestor's.
         """
         try:
             directory = self.locate(membership, "cpuset")
@@ -402,7 +406,7 @@ class CgroupReader:
             raise
         effective = "cpuset.effective_cpus" if directory.version == 1 else "cpuset.cpus.effective"
         for path in directory.lineage():
-            for name in ("cpuset.cpus", effective):
+            for name in (effective, "cpuset.cpus"):
                 where = f"{path}/{name}"
                 try:
                     text = _read(where, self.read_file)

@@ -6,8 +6,10 @@ inside shared/tools/cgroup2-vm on a pure cgroup2 hierarchy.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +92,40 @@ def test_cpu_view_half_a_cpu_is_one_cpu(show: Callable[..., Shown]) -> None:
         with_view = show(sleeper.pid, "cpu/online", flags=("--enable-cfs",))
     assert plain.stdout == "0-1\n"
     assert with_view.stdout == "0\n"
+
+
+def test_the_cpus_shown_are_the_granted_ones(show: Callable[..., Shown]) -> None:
+    """v2: a container that asks for CPUs 0-1 under a parent limited to 0 runs on 0 only
+    (cpuset.cpus.effective), and that is the count nproc and getconf must see."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs to ask for more than the parent grants")
+    with test_cgroup(cpus="0") as cgroup:
+        if cgroup.version != 2:
+            pytest.skip("v1 refuses a child cpuset wider than its parent's")
+        parent = cgroup.directory("cpuset")
+        (parent / "cgroup.subtree_control").write_text("+cpuset")
+        child = parent / "ct"
+        child.mkdir()
+        try:
+            (child / "cpuset.cpus").write_text("0-1")
+            assert (child / "cpuset.cpus.effective").read_text().strip() == "0"
+            sleeper = subprocess.Popen(["sleep", "120"])
+            try:
+                (child / "cgroup.procs").write_text(str(sleeper.pid))
+                result = show(sleeper.pid, "cpu/online", "cpuinfo")
+            finally:
+                sleeper.kill()
+                sleeper.wait()
+        finally:
+            for _attempt in range(100):
+                try:
+                    child.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0\n")
+    assert result.stdout.count("processor\t: ") == 1
 
 
 def test_usage_of_a_busy_cgroup_shows_in_meminfo_and_stat(show: Callable[..., Shown]) -> None:

@@ -292,6 +292,19 @@ def test_service_inherited_cpuset(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_service_counts_the_granted_cpus_not_the_requested(tmp_path: Path, kind: str) -> None:
+    """A container asking for 0-3 in a slice limited to 1-2 runs on 1-2: that is what
+    nproc and getconf must count (LXCFS shows the request)."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(CT, "/slice/ct", namespace="ct")
+    host.set_cpu("/slice", cpus="1-2")
+    effective = "cpuset.cpus.effective" if kind == "v2" else "cpuset.effective_cpus"
+    host.write("cpuset", "/slice/ct", {"cpuset.cpus": "0-3", effective: "1-2"})
+    assert online(host, cpu_view=False) == "1-2\n"
+    assert cpuinfo_processors(host, cpu_view=False) == [0, 1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_service_host_online_limits_the_cpuset(tmp_path: Path, kind: str) -> None:
     host = FixtureHost(tmp_path, kind, online="0-1")
     host.add_process(CT, "/ct", namespace="ct")

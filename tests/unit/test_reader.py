@@ -105,17 +105,21 @@ def test_root_cgroup_is_the_host(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_cpuset_falls_back_to_effective_then_ancestor(tmp_path: Path, kind: str) -> None:
+def test_cpuset_is_the_effective_list_then_the_requested_then_an_ancestor(
+    tmp_path: Path, kind: str
+) -> None:
     host, reader = setup(tmp_path, kind)
     membership = read_membership(600, host.proc)
     host.set_cpu("/a", cpus="2-3")
     host.set_cpu("/a/b", cpus="")
     assert reader.cpuset(membership) == (2, 3)
-    effective = "cpuset.cpus.effective" if kind == "v2" else "cpuset.effective_cpus"
-    host.write("cpuset", "/a/b", {effective: "3"})
-    assert reader.cpuset(membership) == (3,)
     host.set_cpu("/a/b", cpus="0,2")
     assert reader.cpuset(membership) == (0, 2)
+    # What the kernel grants: a v2 child asking for 0-7 under a parent limited to 0-1
+    # (a slice's AllowedCPUs=, a sibling's partition) runs on 0-1, and so must count them.
+    effective = "cpuset.cpus.effective" if kind == "v2" else "cpuset.effective_cpus"
+    host.write("cpuset", "/a/b", {"cpuset.cpus": "0-7", effective: "0-1"})
+    assert reader.cpuset(membership) == (0, 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)
