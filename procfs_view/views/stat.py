@@ -13,8 +13,9 @@ ctxt, btime, processes, procs_*, softirq) are the host's.
 
 Across reads (``advance``), counters only move forward: each read adds the growth of the
 cgroup's usage and of the host's elapsed time since the previous read, capped so the busy
-share never exceeds the CFS quota nor a CPU's elapsed time. LXCFS's CPU view lets idle run
-backwards, which makes ``top`` print negative or >100% figures.
+share never exceeds the CFS quota nor a CPU's elapsed time, and a change of the visible
+CPUs continues the lines it keeps. LXCFS's CPU view lets idle run backwards, which makes
+``top`` print negative or >100% figures.
 """
 
 from __future__ import annotations
@@ -98,12 +99,16 @@ def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) ->
 
 @dataclass(frozen=True)
 class StatState:
-    """What one cgroup was last shown, to continue from on its next read."""
+    """What one cgroup was last shown, to continue from on its next read: the per-CPU
+    lines (by shown number), the aggregate ``cpu`` line, the usage and host time they were
+    computed at, and the last lines of CPUs shown before but not now (``hidden``)."""
 
     shown: tuple[int, ...]
     busy: tuple[tuple[int, int], ...]
     elapsed: tuple[int, ...]
     per_cpu: tuple[tuple[int, ...], ...]
+    total: tuple[int, ...]
+    hidden: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 def advance(
@@ -116,20 +121,23 @@ def advance(
 ) -> tuple[list[CpuLine], StatState]:
     """The lines for this read and the state for the next one.
 
-    The first read (or one after the visible CPUs changed) is ``compute``'s. Later reads
-    add, per CPU, the growth of the cgroup's user/system ticks, scaled down so that the
-    cgroup's total busy growth stays within ``quota_cpus`` times the elapsed wall time and
-    no CPU is busier than its own elapsed time; idle takes the rest. Every field is thus
-    non-decreasing and no line runs ahead of the host.
+    The first read is ``compute``'s. Later reads add, per CPU, the growth of the cgroup's
+    user/system ticks, scaled down so that the cgroup's total busy growth stays within
+    ``quota_cpus`` times the elapsed wall time and no CPU is busier than its own elapsed
+    time; idle takes the rest, and the aggregate line adds what the CPU lines added. Every
+    field is thus non-decreasing and no line runs ahead of the host, also across a change
+    of the visible CPUs (``_reshown``).
     """
     busy = per_cpu_busy(usage, cpus, user_hz)
     elapsed = host_elapsed(host, cpus)
     shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
     width = len(host.total.ticks)
-    if previous is None or previous.shown != shown or len(previous.per_cpu[0]) != width:
+    if previous is None or len(previous.total) != width:
         lines = compute(host, usage, cpus, user_hz)
         first = tuple(line.ticks for line in lines[1:])
-        return lines, StatState(shown, tuple(busy), tuple(elapsed), first)
+        return lines, StatState(shown, tuple(busy), tuple(elapsed), first, lines[0].ticks)
+    if previous.shown != shown:
+        return _reshown(host, usage, cpus, user_hz, previous, shown, busy, elapsed)
     grown_elapsed = [
         max(0, now - then) for now, then in zip(elapsed, previous.elapsed, strict=True)
     ]
@@ -144,6 +152,7 @@ def advance(
     wanted = sum(user + system for user, system in grown_busy)
     per_cpu: list[tuple[int, ...]] = []
     over_quota, divisor = wanted > allowed, max(1, wanted)
+    added_user = added_system = added_idle = 0
     # The scaling inlined (no calls, comparisons for max): this loop runs once per visible
     # CPU on every read, hundreds of times on big hosts.
     for ticks, (user, system), room in zip(
@@ -155,13 +164,58 @@ def advance(
         if busy_growth > room:  # no CPU busier than its own elapsed time
             user, system = user * room // busy_growth, system * room // busy_growth
         idle_growth = room - user - system
+        if idle_growth < 0:
+            idle_growth = 0
         updated = list(ticks)
         updated[USER] += user
         updated[SYSTEM] += system
-        updated[IDLE] += idle_growth if idle_growth > 0 else 0
+        updated[IDLE] += idle_growth
         per_cpu.append(tuple(updated))
-    state = StatState(shown, tuple(busy), tuple(elapsed), tuple(per_cpu))
-    return _lines(cpus, per_cpu), state
+        added_user += user
+        added_system += system
+        added_idle += idle_growth
+    total = list(previous.total)
+    total[USER] += added_user
+    total[SYSTEM] += added_system
+    total[IDLE] += added_idle
+    state = StatState(
+        shown, tuple(busy), tuple(elapsed), tuple(per_cpu), tuple(total), previous.hidden
+    )
+    return _shown_lines(state), state
+
+
+def _reshown(
+    host: HostStat,
+    usage: CpuUsage,
+    cpus: VisibleCpus,
+    user_hz: int,
+    previous: StatState,
+    shown: tuple[int, ...],
+    busy: list[tuple[int, int]],
+    elapsed: list[int],
+) -> tuple[list[CpuLine], StatState]:
+    """The read after the visible CPUs changed (a new cpuset, or a new quota with the CPU
+    view: ``docker update``, an in-place pod resize). Starting over from ``compute`` made
+    counters jump back (a widened cpuset took cpu0's user from 550 to 300 ticks), and
+    ``top`` printed negative or >100% figures. Instead a CPU still shown keeps its line, one
+    shown again resumes its last, a new one starts from ``compute``, and the aggregate
+    stays; growth is measured from this read on. Like the kernel's (which sums every
+    possible CPU), the aggregate never drops when CPUs go away."""
+    last = dict(previous.hidden)
+    last.update(zip(previous.shown, previous.per_cpu, strict=True))
+    fresh = compute(host, usage, cpus, user_hz)[1:]
+    per_cpu = tuple(last.get(number, line.ticks) for number, line in zip(shown, fresh, strict=True))
+    visible = set(shown)
+    hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
+    state = StatState(shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden)
+    return _shown_lines(state), state
+
+
+def _shown_lines(state: StatState) -> list[CpuLine]:
+    return [
+        CpuLine("cpu", state.total),
+        *(CpuLine(f"cpu{n}", ticks) for n, ticks in zip(state.shown, state.per_cpu, strict=True)),
+    ]
 
 
 def render_lines(host: HostStat, lines: list[CpuLine]) -> bytes:

@@ -87,7 +87,7 @@ def test_first_read_then_growth(tmp_path: Path) -> None:
     assert sum(lines[0].ticks[:8]) == 2200
 
 
-def test_changed_cpuset_restarts_from_the_stateless_view() -> None:
+def test_a_narrowed_cpuset_shows_the_cpus_left() -> None:
     _, state = advance(
         host_stat([1000, 1000]), usage(2, 0), VisibleCpus((0, 1), False), HZ, None, None
     )
@@ -95,6 +95,80 @@ def test_changed_cpuset_restarts_from_the_stateless_view() -> None:
         host_stat([1000, 1000]), usage(2, 0), VisibleCpus((0,), False), HZ, None, state
     )
     assert [line.name for line in lines] == ["cpu", "cpu0"]
+
+
+def test_a_widened_cpuset_does_not_take_counters_back() -> None:
+    """v2 (usage spread evenly): cpuset 0-1 widened to 0-3 by ``docker update`` used to
+    restart from the stateless view, taking cpu0's user from 550 to 300 ticks."""
+    two, four = VisibleCpus((0, 1), False), VisibleCpus((0, 1, 2, 3), False)
+    lines, state = advance(host_stat([1000] * 4), usage(2, 0), two, HZ, None, None)
+    for second in range(1, 4):
+        lines, state = advance(
+            host_stat([1000 + 100 * second] * 4), usage(2 + 3 * second, 0), two, HZ, None, state
+        )
+    before = {line.name: line.ticks for line in lines}
+    after, state = advance(host_stat([1400] * 4), usage(12, 0), four, HZ, None, state)
+    assert [line.name for line in after] == ["cpu", "cpu0", "cpu1", "cpu2", "cpu3"]
+    for line in after:
+        if line.name in before:
+            assert all(a >= b for a, b in zip(line.ticks, before[line.name], strict=True))
+    # And top's next refresh sees the four CPUs at the host's pace.
+    later, _ = advance(host_stat([1500] * 4), usage(14, 0), four, HZ, None, state)
+    for old, new in zip(after, later, strict=True):
+        grown = [b - a for a, b in zip(old.ticks, new.ticks, strict=True)]
+        assert min(grown) >= 0
+        assert sum(grown[:8]) == (400 if new.name == "cpu" else 100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sets(st.integers(0, 5), min_size=1),  # the cpuset at this read
+            st.one_of(st.none(), st.floats(0.2, 7.0)),  # the quota, in CPUs
+            st.integers(0, 500),  # host ticks elapsed per CPU since the last read
+            st.integers(0, 3000),  # cgroup user ticks gained, per CPU
+            st.integers(0, 800),  # cgroup system ticks gained, per CPU
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    cpu_view=st.booleans(),
+    per_cpu_usage=st.booleans(),  # v1's cpuacct.usage_all, or v2's totals only
+)
+def test_no_counter_goes_back_when_the_visible_cpus_change(
+    steps: list[tuple[set[int], float | None, int, int, int]],
+    cpu_view: bool,
+    per_cpu_usage: bool,
+) -> None:
+    """Whatever the cpuset and quota do between reads, the aggregate line and every CPU
+    line (also one that disappears and comes back) only move forward."""
+    host_cpus = tuple(range(6))
+    elapsed, user, system = 10_000, 0, 0
+    state: StatState | None = None
+    last: dict[str, tuple[int, ...]] = {}
+    for cpuset, quota, grown, user_gain, system_gain in steps:
+        elapsed += grown
+        user, system = user + user_gain, system + system_gain
+        per_cpu = {cpu: CpuTimes(user * SECOND // HZ, system * SECOND // HZ) for cpu in host_cpus}
+        total = CpuTimes(6 * user * SECOND // HZ, 6 * system * SECOND // HZ)
+        cpus = visible_cpus(tuple(sorted(cpuset)), host_cpus, CpuQuota(quota), cpu_view)
+        lines, state = advance(
+            host_stat([elapsed] * 6),
+            CpuUsage(total, per_cpu if per_cpu_usage else None),
+            cpus,
+            HZ,
+            quota,
+            state,
+        )
+        assert [line.name for line in lines[1:]] == [
+            f"cpu{cpus.shown_number(i)}" for i in range(cpus.count)
+        ]
+        for line in lines:
+            before = last.get(line.name)
+            if before is not None:
+                assert all(a >= b for a, b in zip(line.ticks, before, strict=True)), line.name
+            last[line.name] = line.ticks
 
 
 def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> None:
