@@ -1,8 +1,12 @@
 """Short-lived caches that keep reads cheap while bounding how stale an answer can be.
 
-``TtlCache`` holds values for at most ``ttl`` seconds (by an injectable monotonic clock)
-and at most ``capacity`` entries (least recently used go first). A ``ttl`` of 0 disables
-it: nothing is stored and every lookup misses, so every answer is computed afresh.
+``TtlCache`` holds values for at most ``ttl`` seconds (by an injectable monotonic clock),
+at most ``capacity`` entries and, when given a ``size_of``, at most ``max_size`` in all
+(least recently used go first). Expired entries are dropped as new ones come in, so what
+it holds is what was used within the last ``ttl`` (a burst of big answers, a 256-CPU
+host's cpuinfo for hundreds of containers, is not kept until the count bound pushes it
+out). A ``ttl`` of 0 disables it: nothing is stored and every lookup misses, so every
+answer is computed afresh.
 
 The service keys its cache of rendered files by the served path and the caller's cgroup
 identity (the text of ``/proc/<pid>/cgroup``, read on every request), so a cached file is
@@ -16,13 +20,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_TTL", "Clock", "TtlCache"]
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_MAX_BYTES", "DEFAULT_TTL", "Clock", "TtlCache"]
 
 #: Seconds a rendered file or a host input may be reused: below what ``top``, ``free -s``
 #: or a monitoring agent can notice (they refresh every 0.5 s or slower).
 DEFAULT_TTL = 0.1
 #: Distinct (path, cgroup) pairs kept; a host with 500 containers reading all 11 files fits.
 DEFAULT_CAPACITY = 4096
+#: Bytes of rendered files kept at most: 4096 meminfo or small-host files are ~8 MiB, and a
+#: 256-CPU host's whole cpuinfo (~330 KiB) for 50 containers at once still fits.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 Clock = Callable[[], float]
 K = TypeVar("K", bound=Hashable)
@@ -33,7 +40,12 @@ class TtlCache(Generic[K, V]):
     """A bounded LRU map whose entries expire ``ttl`` seconds after they were stored."""
 
     def __init__(
-        self, ttl: float, capacity: int = DEFAULT_CAPACITY, clock: Clock = time.monotonic
+        self,
+        ttl: float,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Clock = time.monotonic,
+        size_of: Callable[[V], int] | None = None,
+        max_size: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if ttl < 0:
             raise ValueError(f"negative cache TTL {ttl}")
@@ -42,7 +54,10 @@ class TtlCache(Generic[K, V]):
         self.ttl = ttl
         self.capacity = capacity
         self.clock = clock
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self.size_of = size_of
+        self.max_size = max_size
+        self.size = 0  # the sum of size_of over the entries (0 without size_of)
+        self._entries: OrderedDict[K, tuple[float, V, int]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -56,9 +71,9 @@ class TtlCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, value = entry
+        expires, value, _ = entry
         if self.clock() >= expires:
-            del self._entries[key]
+            self._remove(key)
             return None
         self._entries.move_to_end(key)
         return value
@@ -66,10 +81,21 @@ class TtlCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         if self.ttl <= 0:
             return
-        self._entries[key] = (self.clock() + self.ttl, value)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        now = self.clock()
+        size = 0 if self.size_of is None else self.size_of(value)
+        if key in self._entries:
+            self._remove(key)
+        entries = self._entries
+        # The least recently used first: stop at the first still fresh (everything after
+        # it was used since, i.e. within the last ttl).
+        while entries and next(iter(entries.values()))[0] <= now:
+            self._remove(next(iter(entries)))
+        if size > self.max_size:
+            return  # bigger than the whole cache: never worth pushing everything out
+        entries[key] = (now + self.ttl, value, size)
+        self.size += size
+        while len(entries) > self.capacity or self.size > self.max_size:
+            self._remove(next(iter(entries)))
 
     def get_or_compute(self, key: K, compute: Callable[[], V]) -> V:
         """The cached value, or ``compute()`` stored for next time (exceptions propagate
@@ -82,3 +108,8 @@ class TtlCache(Generic[K, V]):
 
     def clear(self) -> None:
         self._entries.clear()
+        self.size = 0
+
+    def _remove(self, key: K) -> None:
+        _, _, size = self._entries.pop(key)
+        self.size -= size

@@ -277,7 +277,7 @@ class ViewService:
         self.stat_states: StateStore[StatState] = StateStore()
         self.cache_ttl = cache_ttl
         self.rendered: TtlCache[tuple[str, str, int], bytes] = TtlCache(
-            cache_ttl, cache_capacity, clock
+            cache_ttl, cache_capacity, clock, size_of=len
         )
         self._proc = str(self.roots.proc)
         self._host_paths: dict[str, str] = {}

@@ -63,6 +63,42 @@ def test_capacity_drops_the_least_recently_used() -> None:
     assert [cache.get(k) for k in (0, 2, 3)] == [0, 2, 3]
 
 
+def test_expired_entries_are_not_kept() -> None:
+    """What the cache holds is what was used within the TTL: a burst of answers is let go
+    as new ones come in, not when the count bound would push it out."""
+    clock = FakeClock()
+    cache: TtlCache[int, bytes] = TtlCache(0.1, clock=clock, size_of=len)
+    for key in range(1000):
+        cache.put(key, b"x" * 1000)
+    assert (len(cache), cache.size) == (1000, 1_000_000)
+    clock.advance(0.05)
+    assert cache.get(999) == b"x" * 1000  # used again: still fresh
+    clock.advance(0.06)
+    cache.put(-1, b"y")
+    assert len(cache) == 1
+    assert cache.size == 1
+    assert cache.get(999) is None
+
+
+def test_bytes_held_are_bounded() -> None:
+    """A big host's cpuinfo is ~330 KiB per container: a byte bound, not just a count."""
+    clock = FakeClock()
+    cache: TtlCache[int, bytes] = TtlCache(10.0, clock=clock, size_of=len, max_size=10_000)
+    for key in range(30):
+        cache.put(key, bytes(1000))
+        assert cache.size <= 10_000
+    assert len(cache) == 10
+    assert cache.get(29) is not None
+    assert cache.get(19) is None
+    cache.put(100, bytes(20_000))  # bigger than the whole bound: not cached, nothing lost
+    assert cache.get(100) is None
+    assert len(cache) == 10
+    cache.put(29, b"z")  # replacing an entry counts its new size only
+    assert cache.size == 9 * 1000 + 1
+    cache.clear()
+    assert (len(cache), cache.size) == (0, 0)
+
+
 def test_ttl_zero_stores_nothing() -> None:
     cache: TtlCache[str, int] = TtlCache(0.0, clock=FakeClock())
     assert not cache.enabled
