@@ -1,9 +1,12 @@
 """The pyfuse3 Operations: a read-only tree of the served paths, content rendered at open.
 
 This layer knows nothing about meminfo or cgroups. It builds its directory tree from
-``ViewService.served_paths()``, asks ``ViewService.answer(path, ctx.pid)`` once per open
+``ViewService.served_paths()``, asks ``ViewService.open_answer(path, ctx.pid)`` at open
 (``read`` gets no request context, so the caller must be identified at open) and serves
-every read offset from that snapshot, so one reader always sees one consistent file.
+reads from that snapshot, so one pass over the file sees one consistent file. As with the
+kernel's own files, a later read from offset 0 renders the file again (``reread``, for
+the opener): procps's ``free -s``, ``top`` and ``vmstat`` keep /proc/meminfo and
+/proc/stat open and seek back to 0 for every refresh.
 
 Every handler goes through :func:`errno_boundary`: pyfuse3 lets handlers raise only
 ``FUSEError``; anything else escapes into ``pyfuse3.main()`` and takes the whole mount
@@ -41,6 +44,10 @@ DEFAULT_SIZE = 4096
 FILE_MODE = stat.S_IFREG | 0o444
 DIR_MODE = stat.S_IFDIR | 0o555
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
+#: Open files at most, over all callers: each holds its content (a few KiB, a big host's
+#: cpuinfo hundreds), and the daemon's memory is no container's, so a tenant holding a
+#: million opens must not be able to grow it. Far above what readers hold at once.
+MAX_OPEN_FILES = 65536
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,7 +60,13 @@ class Service(Protocol):
 
     def served_paths(self) -> tuple[str, ...]: ...
 
-    def answer(self, path: str, pid: int) -> bytes: ...
+    def open_answer(self, path: str, pid: int) -> tuple[bytes, object]:
+        """The content for ``pid``, and an opaque token of who that was for."""
+        ...
+
+    def reread(self, path: str, pid: int, caller: object) -> bytes | None:
+        """The content afresh for the same caller, or None to keep what it had."""
+        ...
 
 
 def errno_boundary(
@@ -84,6 +97,17 @@ def errno_boundary(
 
     wrapper.__errno_boundary__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+@dataclass(slots=True)
+class OpenFile:
+    """One open: what it was opened as, by whom, and what it shows."""
+
+    path: str
+    pid: int
+    caller: object
+    content: bytes
+    read_before: bool = False  # a read from offset 0 then renders the file again
 
 
 @dataclass
@@ -149,7 +173,7 @@ class Tree:
 
 
 class ViewFS(pyfuse3.Operations):
-    """Read-only FUSE filesystem serving ``service.answer(path, caller pid)``."""
+    """Read-only FUSE filesystem serving ``service.open_answer(path, caller pid)``."""
 
     supports_dot_lookup = True
     enable_writeback_cache = False
@@ -160,7 +184,7 @@ class ViewFS(pyfuse3.Operations):
         self.tree = Tree()
         self._service = service
         self.tree.build(service.served_paths())
-        self._handles: dict[FileHandleT, bytes] = {}
+        self._handles: dict[FileHandleT, OpenFile] = {}
         self._next_fh = itertools.count(1)
         self._mount_time_ns = time.time_ns()
 
@@ -169,7 +193,8 @@ class ViewFS(pyfuse3.Operations):
         return self._service
 
     def set_service(self, service: Service) -> None:
-        """Swap the service (SIGUSR1 reload); open handles keep the content they rendered."""
+        """Swap the service (SIGUSR1 reload); open handles keep their content until a read
+        from offset 0 asks the new one."""
         old_nodes = self.tree.nodes
         self.tree.build(service.served_paths())
         self._service = service
@@ -258,18 +283,32 @@ class ViewFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
-        content = self._service.answer(node.path, ctx.pid)
+        if len(self._handles) >= MAX_OPEN_FILES:
+            suppressed = _unexpected.allow("open:ENFILE")
+            if suppressed is not None:
+                log.warning(
+                    "%d files open: refusing more opens with ENFILE (%d refused since last said)",
+                    len(self._handles),
+                    suppressed,
+                )
+            raise pyfuse3.FUSEError(errno.ENFILE)
+        content, caller = self._service.open_answer(node.path, ctx.pid)
         node.size = len(content)
         fh = FileHandleT(next(self._next_fh))
-        self._handles[fh] = content
+        self._handles[fh] = OpenFile(node.path, ctx.pid, caller, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
     @errno_boundary
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
-        content = self._handles.get(fh)
-        if content is None:
+        handle = self._handles.get(fh)
+        if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        return content[off : off + size]
+        if off == 0 and handle.read_before:
+            content = self._service.reread(handle.path, handle.pid, handle.caller)
+            if content is not None:
+                handle.content = content
+        handle.read_before = True
+        return handle.content[off : off + size]
 
     @errno_boundary
     async def release(self, fh: FileHandleT) -> None:

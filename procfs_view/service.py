@@ -347,41 +347,73 @@ class ViewService:
         for the same path and cgroups (and pid namespace, for uptime) less than TTL
         seconds ago is returned as is.
         """
+        return self.open_answer(path, pid)[0]
+
+    def open_answer(self, path: str, pid: int) -> tuple[bytes, object]:
+        """``answer``, and who it was for: a token to pass to ``reread`` (the caller's
+        cgroups as read for this answer; None for a file that is the same for everyone)."""
         started = time.perf_counter()
         outcome = "host"
         try:
-            content, outcome = self._answer(path, pid)
+            content, outcome, caller = self._answer(path, pid)
+        finally:
+            self.metrics.request(path, outcome, time.perf_counter() - started)
+        assert content is not None  # only a re-read finds its caller changed
+        return content, caller
+
+    def reread(self, path: str, pid: int, caller: object) -> bytes | None:
+        """``path`` afresh for an open file read again from its start: procps's ``free
+        -s``, ``top`` and ``vmstat`` open /proc/meminfo and /proc/stat once and seek back
+        to 0 for every refresh, as the kernel's files allow. ``pid`` opened it, ``caller``
+        is what ``open_answer`` said. None when that process is gone or in other cgroups
+        now (moved, or its pid reused by another container's process): the file keeps
+        what it showed, never someone else's numbers nor the host's."""
+        started = time.perf_counter()
+        outcome = "host"
+        try:
+            same_caller = caller if isinstance(caller, str) else None
+            content, outcome, _ = self._answer(path, pid, rereading=True, same_caller=same_caller)
         finally:
             self.metrics.request(path, outcome, time.perf_counter() - started)
         return content
 
-    def _answer(self, path: str, pid: int) -> tuple[bytes, str]:
-        """``answer`` and how it went: ``view``, or why the host file was served (``host``,
-        ``gone``, ``error``: the reasons the metrics count)."""
+    def _answer(
+        self, path: str, pid: int, rereading: bool = False, same_caller: str | None = None
+    ) -> tuple[bytes | None, str, str | None]:
+        """``open_answer`` and how it went: ``view``, or why the host file was served
+        (``host``, ``gone``, ``error``: the reasons the metrics count). ``rereading``
+        for ``same_caller`` (None: a file that was the same for everyone) gives None (and
+        ``kept``) unless the caller's cgroups are those."""
         served = BY_PATH[path]
         if not self._options.virtualize:
-            return self.host_content(path), "host"
+            return self.host_content(path), "host", None
         if served.host_only(self._options):  # the same for everyone: no cgroup to read
             content = self.rendered.get_or_compute((path, "", 0), lambda: self.host_content(path))
-            return content, "host"
+            return content, "host", None
+        if rereading and same_caller is None:  # opened as the host file: whose view is it?
+            return None, "kept", None
         key: tuple[str, str, int] | None = None
         cgroup_text = ""
         outcome = "view"
         try:
             cgroup_text = read_cgroup_text(pid, self.roots.proc, self.pid_files.read)
+            if rereading and cgroup_text != same_caller:
+                return None, "kept", None
             if self.rendered.enabled:
                 namespace = self.host.pid_namespace(pid) if path in _PER_NAMESPACE else 0
                 key = (path, cgroup_text, namespace)
                 cached = self.rendered.get(key)
                 if cached is not None:
-                    return cached, "view"
+                    return cached, "view", cgroup_text
             content = self._render(served, pid, cgroup_text)
         except ServeHost:
             content, outcome = self.host_content(path), "host"
         except ProcessGone:
+            if rereading:
+                return None, "kept", None
             # Not cached: the host file is no answer for the cgroup this caller was in.
             log.debug("%s: caller pid %d exited; answering with the host file", path, pid)
-            return self.host_content(path), "gone"
+            return self.host_content(path), "gone", None
         except ProcfsViewError as error:
             self._log_once.warning(
                 (path, str(error)),
@@ -405,4 +437,4 @@ class ViewService:
             content, outcome = self.host_content(path), "error"
         if key is not None:
             self.rendered.put(key, content)
-        return content, outcome
+        return content, outcome, cgroup_text

@@ -6,9 +6,12 @@ This is what LXC hooks and the Kubernetes webhooks set up; the tools are what pe
 
 from __future__ import annotations
 
+import queue
 import re
 import shutil
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -38,6 +41,32 @@ def test_free_reports_the_limit(container: tuple[Daemon, TestCgroup]) -> None:
     out = run_inside(container, ["free", "-b"])
     mem = next(line.split() for line in out.splitlines() if line.startswith("Mem:"))
     assert int(mem[1]) == 268435456, out
+
+
+def test_free_refreshing_sees_a_new_limit(container: tuple[Daemon, TestCgroup]) -> None:
+    """free -s (like top and vmstat) opens /proc/meminfo once and seeks back to 0 for each
+    refresh: its second table must show the limit set after its first."""
+    daemon, cgroup = container
+    free = cgroup.spawn(
+        in_view_argv(["free", "-b", "-s", "1", "-c", "2"]),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=in_view_env(daemon.mountpoint),
+    )
+    assert free.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in free.stdout], daemon=True).start()
+    totals: list[int] = []
+    while len(totals) < 2:
+        line = lines.get(timeout=TIMEOUT)
+        if line.startswith("Mem:"):
+            totals.append(int(line.split()[1]))
+            if len(totals) == 1:
+                memory = cgroup.directory("memory")
+                name = "memory.max" if cgroup.version == 2 else "memory.limit_in_bytes"
+                (memory / name).write_text(str(384 * MIB))
+    assert free.wait(timeout=TIMEOUT) == 0
+    assert totals == [LIMIT, 384 * MIB]
 
 
 def test_getconf_sees_one_cpu(container: tuple[Daemon, TestCgroup]) -> None:

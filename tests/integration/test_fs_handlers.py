@@ -16,6 +16,7 @@ import pyfuse3
 import pytest
 import trio
 
+from procfs_view import fs as fs_module
 from procfs_view.fs import FILE_MODE, ViewFS
 
 T = TypeVar("T")
@@ -42,11 +43,19 @@ class FakeService:
     def served_paths(self) -> tuple[str, ...]:
         return self.paths
 
-    def answer(self, path: str, pid: int) -> bytes:
+    gone: set[int] = field(default_factory=set)  # pids whose re-reads keep the old content
+
+    def open_answer(self, path: str, pid: int) -> tuple[bytes, object]:
         self.calls.append((path, pid))
         if self.fail is not None:
             raise self.fail
-        return f"{path} for {pid} #{len(self.calls)}\n".encode()
+        return f"{path} for {pid} #{len(self.calls)}\n".encode(), ("caller", pid)
+
+    def reread(self, path: str, pid: int, caller: object) -> bytes | None:
+        assert caller == ("caller", pid)
+        if pid in self.gone:
+            return None
+        return self.open_answer(path, pid)[0]
 
 
 def run(handler: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -97,7 +106,7 @@ def test_unknown_names_are_enoent() -> None:
     assert errno_of(fs.lookup, meminfo.st_ino, b"x", ctx()) == errno.ENOTDIR
 
 
-def test_caller_is_fixed_at_open_and_every_offset_comes_from_the_snapshot() -> None:
+def test_caller_is_fixed_at_open_and_one_pass_reads_one_snapshot() -> None:
     service = FakeService()
     fs = ViewFS(service)
     inode = lookup_path(fs, "proc/meminfo").st_ino
@@ -105,18 +114,50 @@ def test_caller_is_fixed_at_open_and_every_offset_comes_from_the_snapshot() -> N
     assert info.direct_io
     assert not info.keep_cache
     content = b"proc/meminfo for 42 #1\n"
-    assert run(fs.read, info.fh, 0, 4096) == content
+    assert run(fs.read, info.fh, 0, 5) == content[:5]
     assert run(fs.read, info.fh, 5, 3) == content[5:8]
+    assert run(fs.read, info.fh, 8, 4096) == content[8:]
     assert run(fs.read, info.fh, len(content), 10) == b""
     assert service.calls == [("proc/meminfo", 42)]  # rendered once, at open
     # The size a stat reports follows what was last rendered.
     assert run(fs.getattr, inode, ctx()).st_size == len(content)
     other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
     assert run(fs.read, other.fh, 0, 4096) == b"proc/meminfo for 7 #2\n"
-    assert run(fs.read, info.fh, 0, 4096) == content
     run(fs.release, info.fh)
     assert errno_of(fs.read, info.fh, 0, 10) == errno.EBADF
     run(fs.release, other.fh)
+    assert fs.open_handles() == 0
+
+
+def test_a_read_from_the_start_again_renders_the_file_again_for_the_opener() -> None:
+    """procps's free -s, top and vmstat open /proc/meminfo and /proc/stat once and seek
+    back to 0 for every refresh: they must see new numbers, as from the kernel's files."""
+    service = FakeService()
+    fs = ViewFS(service)
+    inode = lookup_path(fs, "proc/meminfo").st_ino
+    info = run(fs.open, inode, os.O_RDONLY, ctx(pid=42))
+    assert run(fs.read, info.fh, 0, 4096) == b"proc/meminfo for 42 #1\n"
+    assert run(fs.read, info.fh, 23, 4096) == b""
+    assert run(fs.read, info.fh, 0, 4096) == b"proc/meminfo for 42 #2\n"  # lseek(0), read
+    assert run(fs.read, info.fh, 3, 4) == b"c/me"  # the rest of a pass: that snapshot
+    assert service.calls == [("proc/meminfo", 42)] * 2
+    # The opener is gone or in other cgroups now: the file keeps what it showed.
+    service.gone.add(42)
+    assert run(fs.read, info.fh, 0, 4096) == b"proc/meminfo for 42 #2\n"
+    run(fs.release, info.fh)
+
+
+def test_open_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each open holds its content in the daemon, whose memory is no container's."""
+    monkeypatch.setattr(fs_module, "MAX_OPEN_FILES", 3)
+    fs = ViewFS(FakeService())
+    inode = lookup_path(fs, "proc/stat").st_ino
+    handles = [run(fs.open, inode, os.O_RDONLY, ctx()) for _ in range(3)]
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.ENFILE
+    run(fs.release, handles[0].fh)
+    handles[0] = run(fs.open, inode, os.O_RDONLY, ctx())
+    for info in handles:
+        run(fs.release, info.fh)
     assert fs.open_handles() == 0
 
 

@@ -182,3 +182,30 @@ def test_non_utf8_host_file_is_a_data_error_and_falls_back(tmp_path: Path) -> No
     with pytest.raises(CgroupDataError):
         service.render("proc/meminfo", 700)
     assert service.answer("proc/meminfo", 700) == b"MemTotal: \xff\xfe kB\n"
+
+
+def mem_total(content: bytes) -> int:
+    return int(content.split(b"\n", 1)[0].split()[1])
+
+
+def test_a_reread_is_fresh_for_the_same_caller_and_nothing_for_another(tmp_path: Path) -> None:
+    """A re-read of an open file (free -s seeks back to 0) is computed afresh while the
+    opener is in the same cgroups; once it has exited, moved, or its pid belongs to a
+    process of another container, there is nothing to re-read (the file keeps its
+    content): never the other container's numbers, nor the host's."""
+    host = container(tmp_path)
+    host.set_memory("/other", 64 * MIB, MIB)
+    service = host.service()
+    content, caller = service.open_answer("proc/meminfo", 700)
+    assert mem_total(content) == 256 * 1024
+    host.set_memory("/ct", 128 * MIB, 10 * MIB)
+    again = service.reread("proc/meminfo", 700, caller)
+    assert again is not None
+    assert mem_total(again) == 128 * 1024
+    host.add_process(700, "/other", namespace="other")  # pid 700 reused in another container
+    assert service.reread("proc/meminfo", 700, caller) is None
+    (host.proc / "700" / "cgroup").unlink()  # and exited
+    assert service.reread("proc/meminfo", 700, caller) is None
+    # A file that is the same for everyone is re-read for anyone.
+    host_only, anyone = service.open_answer("proc/loadavg", 701)
+    assert service.reread("proc/loadavg", 999, anyone) == host_only
