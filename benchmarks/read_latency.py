@@ -4,6 +4,7 @@ Not a test: run it as root on a quiet machine, from a checkout::
 
     python benchmarks/read_latency.py [--iterations 2000] [--paced 12] [--pause 0.15]
                                       [--seconds 2] [--rounds 3] [--profile]
+                                      [--daemon-args '--cache-ttl 0']
 
 It mounts procfs-view with its defaults (and LXCFS, when ``lxcfs`` is installed) in a
 temporary directory and makes test cgroups (256 MiB, cpuset 0, quota 50000/100000), so
@@ -16,7 +17,9 @@ round-robin for a fixed time and we count reads per second (``--rounds`` runs pe
 and reader count, interleaved; the median is printed). ``--profile`` then samples
 procfs-view with py-spy while one reader (256 MiB, cpuset 0, no CPU quota, so it is never
 throttled) reads all files round-robin, and prints where the daemon's time goes (see
-profiling.py). Everything started here is stopped by pid and unmounted at the end.
+profiling.py). ``--daemon-args`` passes options to procfs-view (``--cache-ttl 0``: every
+answer computed afresh, as at scale.py's largest sizes). Everything started here is
+stopped by pid and unmounted at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -68,13 +72,17 @@ LATENCY_READER = """
 import json, os, statistics, sys, time
 roots, files, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 pause = float(sys.argv[4])
-def once(path):
+def once(path):  # returns the ns the open took: procfs-view computes its answer there
+    t = time.perf_counter_ns()
     fd = os.open(path, os.O_RDONLY)
+    opened = time.perf_counter_ns() - t
     while os.read(fd, 65536):
         pass
     os.close(fd)
+    return opened
 paths = {(name, f): os.path.join(root, f) for name, root in roots.items() for f in files}
 samples = {key: [] for key in paths}
+opens = {key: [] for key in paths}
 for path in paths.values():
     for _ in range(min(50, n)):
         once(path)
@@ -87,9 +95,10 @@ for part in range(slices):
             if pause:
                 time.sleep(pause)
             t = time.perf_counter_ns()
-            once(path)
+            opens[key].append(once(path))
             taken.append(time.perf_counter_ns() - t)
 result = {name: {f: statistics.median(samples[name, f]) for f in files} for name in roots}
+result["open"] = {name: {f: statistics.median(opens[name, f]) for f in files} for name in roots}
 print(json.dumps(result))
 """
 
@@ -243,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="then profile procfs-view with py-spy"
     )
     parser.add_argument("--profile-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--daemon-args",
+        default="",
+        help="extra procfs-view options, e.g. '--cache-ttl 0' (every answer computed afresh)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (FUSE mounts with allow_other, test cgroups)", file=sys.stderr)
@@ -264,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         roots = {"native": "/"}
         pv = work / "procfs-view"
         pv_argv = [
-            sys.executable, "-m", "procfs_view",
+            sys.executable, "-m", "procfs_view", *shlex.split(args.daemon_args),
             "--pidfile", str(work / "procfs-view.pid"), "--runtime-dir", str(work), str(pv),
         ]  # fmt: skip
         roots["procfs-view"] = str(
@@ -343,6 +357,7 @@ def report(
         f"# reader in a test cgroup (256 MiB, cpuset 0, quota 0.5 CPU); median of "
         f"{args.iterations} open+read+close per file; throughput: median of {args.rounds} "
         f"interleaved runs of {args.seconds:g} s, each reader in a cgroup of its own"
+        + (f"; procfs-view {args.daemon_args}" if args.daemon_args else "")
     )
     print()
     latency_table(lat, with_lxcfs)
@@ -353,6 +368,14 @@ def report(
             f"median of {args.paced} per file, files and roots interleaved"
         )
         latency_table(paced, with_lxcfs)
+        print()
+        print("of which open() (procfs-view computes its answer at open, LXCFS at the first read)")
+        opened = paced["open"]
+        rows = [
+            (f, opened["native"][f], opened["procfs-view"][f], opened.get("lxcfs", {}).get(f))
+            for f in FILES
+        ]
+        comparison_table("file", " us", rows, lambda ns: number(ns, 1000), with_lxcfs)
     print()
     print("throughput: reads per second of all files round-robin (higher is better)")
     rows = [
