@@ -321,7 +321,8 @@ class Daemon:
         log.info("SIGUSR2: virtualization %s", state)
 
     def reload(self) -> None:
-        """Build a new service from freshly imported view code; open handles keep theirs."""
+        """Build a new service from freshly imported view code; open handles keep theirs,
+        and the /proc/stat counters carry over (a fresh start would make them jump back)."""
         try:
             module = fresh_service_module()
             options = module.ViewOptions(
@@ -343,6 +344,7 @@ class Daemon:
                     open_files=self.config.open_files,
                 ),
             )
+            service.stat_states.adopt(self.service.stat_states, module.StatState)
             self.fs.set_service(service)
         except Exception:
             log.exception("SIGUSR1: reload failed, still serving with the previous code")

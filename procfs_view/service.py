@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from procfs_view.cache import DEFAULT_CAPACITY, Clock, TtlCache
 from procfs_view.cgroup import (
@@ -135,6 +135,16 @@ class StateStore(Generic[StateT]):
 
     def forget(self, cgroup: Path) -> None:
         self._states.pop(cgroup, None)
+
+    def adopt(self, previous: StateStore[Any], state_type: type) -> None:
+        """Take over the states of the service this one replaces (SIGUSR1), so no counter
+        restarts from scratch: a restart makes ``top`` see counters jump back. Only states
+        with ``state_type``'s fields are taken (the reloaded code may have changed them;
+        it is a new class even when it has not), least recently used first."""
+        wanted = [field.name for field in fields(state_type)]
+        for cgroup, state in previous._states.items():
+            if is_dataclass(state) and [field.name for field in fields(state)] == wanted:
+                self.put(cgroup, cast(StateT, state))
 
     def prune(self) -> None:
         """Drop the state of cgroups that were removed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cgroups import test_cgroup
+from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.helpers import (
     MIB,
     TIMEOUT,
@@ -180,6 +181,34 @@ def test_sigusr1_reloads_without_disturbing_open_readers(mounted: Daemon) -> Non
     assert snapshot.endswith("kB\n")
     assert meminfo_kb(after, "MemTotal") == 262144
     assert is_mounted(mounted.mountpoint)
+    assert "reload failed" not in mounted.log()
+
+
+@pytest.mark.root
+def test_sigusr1_reload_keeps_stat_counters_going_forward(mounted: Daemon) -> None:
+    """top keeps /proc/stat open across a reload: its counters must carry over. A cpuset
+    narrowed from 0-1 to 0 keeps the aggregate line (it never drops, as the kernel's does
+    not when a CPU goes away); a reload used to restart it from the one CPU left."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs to narrow a cpuset")
+    path = str(mounted.path("proc/stat"))
+
+    def aggregate(cgroup: TestCgroup) -> list[int]:
+        time.sleep(0.15)  # past the render cache
+        line = cgroup.run(["cat", path]).splitlines()[0]
+        assert line.startswith("cpu ")
+        return [int(value) for value in line.split()[1:]]
+
+    with test_cgroup(cpus="0-1") as cgroup:
+        cgroup.spawn(["sleep", "60"])  # keeps the cgroup (and its state) between reads
+        readings = [aggregate(cgroup)]
+        (cgroup.directory("cpuset") / "cpuset.cpus").write_text("0")
+        readings.append(aggregate(cgroup))
+        mounted.send(signal.SIGUSR1)
+        mounted.wait_for_log("SIGUSR1: reloaded")
+        readings.append(aggregate(cgroup))
+    for before, after in itertools.pairwise(readings):
+        assert all(a >= b for a, b in zip(after, before, strict=True)), (before, after)
     assert "reload failed" not in mounted.log()
 
 
