@@ -432,16 +432,24 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
     )
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
-    if metrics is not None and config.metrics_address is not None:
-        try:
-            metrics.serve(config.metrics_address)
-        except OSError as exc:
-            log.error("cannot serve metrics at %s: %s", config.metrics_address, exc)
-            return 1
-    options = fuse_options(config)
-    # Until the signal task listens, a SIGTERM would kill us with the mount attached.
+    # Outside the signal task's receiver a SIGTERM (or SIGHUP, SIGUSR1) at its default
+    # action would kill us with the mount attached: before it listens (mounting), and
+    # after it stopped (a second stop or a reload while we unmount; trio also re-raises
+    # what is still queued in the receiver when it closes). So they are ignored, and the
+    # receiver puts that back when it closes; and blocked until it listens, so the ones
+    # sent while we mount wait for it (a blocked signal stays pending even if ignored).
+    # Blocked before any thread starts (the metrics server's), which inherits the mask.
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
+        if metrics is not None and config.metrics_address is not None:
+            try:
+                metrics.serve(config.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics at %s: %s", config.metrics_address, exc)
+                return 1
+        options = fuse_options(config)
         try:
             pyfuse3.init(fs, str(mountpoint), options)
         except (RuntimeError, OSError) as exc:

@@ -53,6 +53,23 @@ def test_sigint_also_stops_cleanly(mounted: Daemon) -> None:
     assert not is_mounted(mounted.mountpoint)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+def test_signals_while_stopping_do_not_kill_it_with_the_mount_attached(
+    mounted: Daemon, signum: int
+) -> None:
+    """systemd or kubelet may signal again while the daemon unmounts (a second stop, a
+    reload): once the signal task has stopped listening they used to take their default
+    action and leave a dead mount behind."""
+    mounted.send(signal.SIGTERM)
+    while mounted.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            mounted.send(signum)
+        time.sleep(0.0005)
+    assert mounted.process.returncode == 0, mounted.log()
+    assert not is_mounted(mounted.mountpoint)
+    assert "unmounted" in mounted.log()
+
+
 def test_second_daemon_on_the_same_pidfile_fails_and_leaves_it(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
