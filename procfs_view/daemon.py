@@ -17,6 +17,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -392,10 +393,31 @@ class Daemon:
             nursery.start_soon(self.reattach_binds)
             if self.loads is not None:
                 nursery.start_soon(self.loads.run)
+            # Mounted, and requests are answered from the next line on: under systemd
+            # (Type=notify) this is when the units ordered after us (containerd, docker,
+            # lxc) may start their containers, whose binds need the files.
+            notify_systemd("READY=1")
             with fuseloop.installed(self.config.busy_poll):
                 await pyfuse3.main(min_tasks=1, max_tasks=FUSE_WORKER_TASKS)
+            notify_systemd("STOPPING=1")
             # main() also returns when someone unmounts us; then stop listening too.
             nursery.cancel_scope.cancel()
+
+
+def notify_systemd(state: str) -> None:
+    """Tell systemd ``state`` (sd_notify(3)) when it started us with Type=notify: a
+    datagram to $NOTIFY_SOCKET ("@..." is an abstract socket). Without the variable, or
+    when the send fails, nothing happens: the daemon serves either way."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address.startswith(("/", "@")):
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s) at %s: %s", state, address, exc)
 
 
 def run(config: DaemonConfig) -> int:

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,8 @@ def test_follows_lxcfs_unit_conventions(unit: Unit) -> None:
     assert stop_post.startswith("-")  # nothing to unmount after a clean stop
     assert MOUNTPOINT in stop_post
     assert service["ExecReload"] == ["/bin/kill -USR1 $MAINPID"]
+    assert service["Type"] == ["notify"]
+    assert service["NotifyAccess"] == ["main"]
     assert service["OOMScoreAdjust"] == ["-1000"]
     assert service["Delegate"] == ["yes"]
     before = " ".join(order["Before"]).split()
@@ -195,5 +198,47 @@ def test_exec_stop_post_detaches_the_dead_mount_of_a_killed_daemon(
         assert restarted.process.wait(timeout=TIMEOUT) == 0
         run.stop_post()
         assert not is_mounted(run.mountpoint)
+    finally:
+        run.cleanup()
+
+
+@pytest.mark.fuse
+def test_ready_is_notified_once_the_mount_answers(
+    unit: Unit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Type=notify: systemd starts the Before= units (containerd, docker, lxc) only when
+    the daemon says READY=1, so it must come when the files can be read, and STOPPING=1
+    at SIGTERM."""
+    run = UnitRun(unit, tmp_path)
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(TIMEOUT)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        daemon = run.start()
+        try:
+            assert listener.recv(4096) == b"READY=1"
+            assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
+            daemon.send(signal.SIGTERM)
+            assert listener.recv(4096) == b"STOPPING=1"
+            assert daemon.process.wait(timeout=TIMEOUT) == 0
+        finally:
+            run.cleanup()
+
+
+@pytest.mark.fuse
+def test_exec_stop_post_leaves_another_instances_live_mount_alone(
+    unit: Unit, tmp_path: Path
+) -> None:
+    """A start that fails because another instance serves there runs ExecStopPost too:
+    it must not detach that instance's mount (every container's binds would die)."""
+    run = UnitRun(unit, tmp_path)
+    try:
+        daemon = run.start()
+        run.stop_post()
+        assert is_mounted(run.mountpoint)
+        assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
+        daemon.send(signal.SIGTERM)
+        assert daemon.process.wait(timeout=TIMEOUT) == 0
     finally:
         run.cleanup()
