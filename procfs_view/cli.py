@@ -155,6 +155,34 @@ def check(argv: Sequence[str]) -> int:
     return 0
 
 
+def prepare_mountpoint(argv: Sequence[str]) -> int:
+    """``procfs-view prepare-mountpoint``: what the daemon does to its mountpoint at start
+    (create it, detach a dead mount of ours), on its own. The DaemonSet's init container
+    runs it: after an unclean death the node keeps a dead mount at /var/lib/lxcfs that
+    nothing can stat, so the daemon's container could not even be started on it."""
+    from procfs_view.daemon import AlreadyServed, StartupError, absolute_mountpoint
+    from procfs_view.daemon import prepare_mountpoint as prepare
+    from procfs_view.logsetup import setup_logging
+
+    parser = argparse.ArgumentParser(
+        prog="procfs-view prepare-mountpoint",
+        description="Create MOUNTPOINT or detach a dead procfs-view/LXCFS mount there.",
+    )
+    parser.add_argument("mountpoint", nargs="?", type=Path, default=DEFAULT_MOUNTPOINT)
+    args = parser.parse_args(argv)
+    setup_logging(debug=False)
+    try:
+        prepare(absolute_mountpoint(args.mountpoint))
+    except AlreadyServed as exc:  # nothing to prepare; the daemon will say the same
+        print(f"procfs-view prepare-mountpoint: {exc}")
+        return 0
+    except StartupError as exc:
+        print(f"procfs-view prepare-mountpoint: {exc}", file=sys.stderr)
+        return 1
+    print(f"procfs-view prepare-mountpoint: {args.mountpoint} is ready")
+    return 0
+
+
 def webhook(argv: Sequence[str]) -> int:
     """``procfs-view webhook``: the Kubernetes mutating admission webhook (HTTPS only)."""
     from procfs_view.logsetup import setup_logging
@@ -324,4 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(arguments[1:])
     if arguments[:1] == ["webhook"]:
         return webhook(arguments[1:])
+    if arguments[:1] == ["prepare-mountpoint"]:
+        return prepare_mountpoint(arguments[1:])
     return run_daemon(arguments)

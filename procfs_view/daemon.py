@@ -76,6 +76,10 @@ class StartupError(ProcfsViewError):
     """The daemon cannot start; the message says why and what to do."""
 
 
+class AlreadyServed(StartupError):
+    """The mountpoint is served by a running procfs-view."""
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     """Everything ``run`` needs, as parsed by the command line."""
@@ -211,7 +215,7 @@ def prepare_mountpoint(path: Path) -> None:
             detach(path)
             continue
         if visible == FSTYPE:
-            raise StartupError(
+            raise AlreadyServed(
                 f"{path} is already served by a running procfs-view; not mounting twice"
             )
         try:

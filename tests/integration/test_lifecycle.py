@@ -7,6 +7,7 @@ import contextlib
 import errno
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.helpers import (
     MIB,
+    REPO,
     TIMEOUT,
     Daemon,
     StartDaemon,
@@ -116,6 +118,47 @@ def test_killed_daemon_leaves_a_dead_mount_that_the_next_start_recovers(
     assert len(mounts_here) == 1, mounts_here
     assert second.stop() == 0
     assert not is_mounted(second.mountpoint)
+
+
+def test_prepare_mountpoint_through_a_shared_parent_clears_the_dead_mount(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The DaemonSet's init container: after an unclean death (a liveness kill, OOM) the
+    node keeps a dead mount at /var/lib/lxcfs that nothing can stat, so no container can
+    get it as a volume. The init container sees the node's /var/lib through a
+    Bidirectional volume (an rshared rbind, emulated here in a mount namespace of its
+    own) and detaches the dead mount there; the detach must reach the node."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    node = tmp_path / "node-var-lib"  # the node's /var/lib, a shared mount as kubelet needs
+    node.mkdir()
+    subprocess.run(["mount", "--bind", str(node), str(node)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(node)], check=True)
+        first = start_daemon(mountpoint=node / "lxcfs")
+        first.process.kill()
+        first.process.wait(timeout=TIMEOUT)
+        with pytest.raises(OSError, match="not connected"):
+            os.statvfs(node / "lxcfs")
+        volume = tmp_path / "host-var-lib"  # the init container's view of it
+        volume.mkdir()
+        script = (
+            f"mount --rbind {node} {volume} && mount --make-rshared {volume} && "
+            f"exec {sys.executable} -m procfs_view prepare-mountpoint {volume / 'lxcfs'}"
+        )
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        result = subprocess.run(
+            ["unshare", "-m", "--propagation", "unchanged", "sh", "-c", script],
+            capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not is_mounted(node / "lxcfs")  # gone on the node too
+        os.statvfs(node / "lxcfs")
+        second = start_daemon(mountpoint=node / "lxcfs")
+        assert second.path("proc/meminfo").read_text().startswith("MemTotal:")
+        assert second.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(node)], check=False)
 
 
 def test_refuses_a_non_empty_foreign_directory(start_daemon: StartDaemon, tmp_path: Path) -> None:

@@ -90,6 +90,23 @@ def test_daemonset_runs_privileged_on_every_node_with_a_liveness_check() -> None
     lxcfs = by_host_path[webhook.DEFAULT_MOUNT_DIR]
     assert lxcfs["mountPath"] == webhook.DEFAULT_MOUNT_DIR
     assert lxcfs["mountPropagation"] == "Bidirectional"
+    # A dead mount left by an unclean death cannot be stat'ed: no type check on it (it
+    # would fail the pod), and an init container detaches it through the parent.
+    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
+    (lxcfs_volume,) = [v for v in volumes.values() if v["path"] == webhook.DEFAULT_MOUNT_DIR]
+    assert "type" not in lxcfs_volume
+    (prepare,) = spec["initContainers"]
+    assert prepare["image"] == container["image"]
+    assert prepare["securityContext"]["privileged"] is True
+    (parent,) = prepare["volumeMounts"]
+    assert parent["mountPropagation"] == "Bidirectional"
+    parent_on_node = host_paths[parent["name"]]
+    assert webhook.DEFAULT_MOUNT_DIR.startswith(parent_on_node + "/")
+    assert prepare["command"] == [
+        "procfs-view",
+        "prepare-mountpoint",
+        parent["mountPath"] + webhook.DEFAULT_MOUNT_DIR.removeprefix(parent_on_node),
+    ]
 
 
 def test_example_pod_mounts_exactly_what_the_webhook_injects() -> None:
