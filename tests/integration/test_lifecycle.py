@@ -245,6 +245,7 @@ def test_sigusr1_reloads_without_disturbing_open_readers(mounted: Daemon) -> Non
 
 
 @pytest.mark.root
+@pytest.mark.cgroup2vm
 def test_sigusr1_reload_keeps_stat_counters_going_forward(mounted: Daemon) -> None:
     """top keeps /proc/stat open across a reload: its counters must carry over. A cpuset
     narrowed from 0-1 to 0 keeps the aggregate line (it never drops, as the kernel's does
