@@ -20,6 +20,7 @@ CPUs continues the lines it keeps. LXCFS's CPU view lets idle run backwards, whi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procfs_view.cgroup.records import CpuTimes, CpuUsage
@@ -77,11 +78,19 @@ def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
     return [typical if value is None else value for value in sums]
 
 
-def _lines(cpus: VisibleCpus, per_cpu: list[tuple[int, ...]]) -> list[CpuLine]:
-    """The ``cpu`` line (field-wise sum) followed by the per-CPU lines."""
-    lines = [CpuLine(f"cpu{cpus.shown_number(i)}", ticks) for i, ticks in enumerate(per_cpu)]
-    total = tuple(map(sum, zip(*per_cpu, strict=True)))
-    return [CpuLine("cpu", total), *lines]
+def _lines(
+    shown: Sequence[int],
+    per_cpu: Sequence[tuple[int, ...]],
+    total: tuple[int, ...] | None = None,
+) -> list[CpuLine]:
+    """The ``cpu`` line (``total``, else the field-wise sum of the CPU lines) followed by
+    a line per shown CPU number."""
+    if total is None:
+        total = tuple(map(sum, zip(*per_cpu, strict=True)))
+    return [
+        CpuLine("cpu", total),
+        *(CpuLine(f"cpu{n}", ticks) for n, ticks in zip(shown, per_cpu, strict=True)),
+    ]
 
 
 def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[CpuLine]:
@@ -94,7 +103,7 @@ def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) ->
         ticks = [0] * width
         ticks[USER], ticks[SYSTEM], ticks[IDLE] = user, system, max(0, elapsed - user - system)
         per_cpu.append(tuple(ticks))
-    return _lines(cpus, per_cpu)
+    return _lines([cpus.shown_number(i) for i in range(cpus.count)], per_cpu)
 
 
 @dataclass(frozen=True)
@@ -181,7 +190,7 @@ def advance(
     state = StatState(
         shown, tuple(busy), tuple(elapsed), tuple(per_cpu), tuple(total), previous.hidden
     )
-    return _shown_lines(state), state
+    return _lines(state.shown, state.per_cpu, state.total), state
 
 
 def _reshown(
@@ -208,14 +217,7 @@ def _reshown(
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
     state = StatState(shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden)
-    return _shown_lines(state), state
-
-
-def _shown_lines(state: StatState) -> list[CpuLine]:
-    return [
-        CpuLine("cpu", state.total),
-        *(CpuLine(f"cpu{n}", ticks) for n, ticks in zip(state.shown, state.per_cpu, strict=True)),
-    ]
+    return _lines(state.shown, state.per_cpu, state.total), state
 
 
 def render_lines(host: HostStat, lines: list[CpuLine]) -> bytes:
