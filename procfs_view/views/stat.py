@@ -95,15 +95,24 @@ def _lines(
 
 def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[CpuLine]:
     """The ``cpu`` line followed by one line per visible CPU, from this instant alone."""
-    width = len(host.total.ticks)
-    per_cpu: list[tuple[int, ...]] = []
-    for (user, system), elapsed in zip(
-        per_cpu_busy(usage, cpus, user_hz), host_elapsed(host, cpus), strict=True
-    ):
-        ticks = [0] * width
-        ticks[USER], ticks[SYSTEM], ticks[IDLE] = user, system, max(0, elapsed - user - system)
-        per_cpu.append(tuple(ticks))
+    per_cpu = _stateless_ticks(
+        per_cpu_busy(usage, cpus, user_hz), host_elapsed(host, cpus), len(host.total.ticks)
+    )
     return _lines([cpus.shown_number(i) for i in range(cpus.count)], per_cpu)
+
+
+def _stateless_ticks(
+    busy: Sequence[tuple[int, int]], elapsed: Sequence[int], width: int
+) -> list[tuple[int, ...]]:
+    """Each visible CPU's counters from this instant alone: the cgroup's user and system
+    ticks, and idle the rest of the host CPU's elapsed time."""
+    per_cpu: list[tuple[int, ...]] = []
+    for (user, system), cpu_elapsed in zip(busy, elapsed, strict=True):
+        ticks = [0] * width
+        ticks[USER], ticks[SYSTEM] = user, system
+        ticks[IDLE] = max(0, cpu_elapsed - user - system)
+        per_cpu.append(tuple(ticks))
+    return per_cpu
 
 
 @dataclass(frozen=True)
@@ -142,11 +151,11 @@ def advance(
     shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
     width = len(host.total.ticks)
     if previous is None or len(previous.total) != width:
-        lines = compute(host, usage, cpus, user_hz)
+        lines = _lines(shown, _stateless_ticks(busy, elapsed, width))
         first = tuple(line.ticks for line in lines[1:])
         return lines, StatState(shown, tuple(busy), tuple(elapsed), first, lines[0].ticks)
     if previous.shown != shown:
-        return _reshown(host, usage, cpus, user_hz, previous, shown, busy, elapsed)
+        return _reshown(previous, shown, busy, elapsed, width)
     grown_elapsed = [
         max(0, now - then) for now, then in zip(elapsed, previous.elapsed, strict=True)
     ]
@@ -194,26 +203,23 @@ def advance(
 
 
 def _reshown(
-    host: HostStat,
-    usage: CpuUsage,
-    cpus: VisibleCpus,
-    user_hz: int,
     previous: StatState,
     shown: tuple[int, ...],
     busy: list[tuple[int, int]],
     elapsed: list[int],
+    width: int,
 ) -> tuple[list[CpuLine], StatState]:
     """The read after the visible CPUs changed (a new cpuset, or a new quota with the CPU
     view: ``docker update``, an in-place pod resize). Starting over from ``compute`` made
     counters jump back (a widened cpuset took cpu0's user from 550 to 300 ticks), and
     ``top`` printed negative or >100% figures. Instead a CPU still shown keeps its line, one
-    shown again resumes its last, a new one starts from ``compute``, and the aggregate
+    shown again resumes its last, a new one starts from this instant alone, and the aggregate
     stays; growth is measured from this read on. Like the kernel's (which sums every
     possible CPU), the aggregate never drops when CPUs go away."""
     last = dict(previous.hidden)
     last.update(zip(previous.shown, previous.per_cpu, strict=True))
-    fresh = compute(host, usage, cpus, user_hz)[1:]
-    per_cpu = tuple(last.get(number, line.ticks) for number, line in zip(shown, fresh, strict=True))
+    fresh = _stateless_ticks(busy, elapsed, width)
+    per_cpu = tuple(last.get(number, ticks) for number, ticks in zip(shown, fresh, strict=True))
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
     state = StatState(shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden)
