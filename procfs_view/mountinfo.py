@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MountEntry", "parse_mountinfo", "read_mountinfo", "unescape"]
+__all__ = ["MountEntry", "parse_mountinfo", "read_mountinfo", "unescape", "visible"]
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
@@ -71,6 +71,40 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
             continue
         entries.append(entry)
     return entries
+
+
+def visible(entries: list[MountEntry]) -> list[MountEntry]:
+    """The entries a path lookup can reach, in their order: not those a later mount hides.
+
+    A mount stacked on the same mount point (its parent is the mount it covers) hides that
+    mount and everything mounted inside it, as when a container bind-mounts the host's
+    /sys/fs/cgroup over the one its runtime made (the DaemonSet does): both are listed, and
+    only the top one is what the path shows. A mount whose parent is not listed (the root of
+    a namespace, a chroot) counts as reachable."""
+    by_id = {entry.mount_id: entry for entry in entries}
+    covered = {
+        entry.parent_id
+        for entry in entries
+        if (parent := by_id.get(entry.parent_id)) is not None
+        and parent is not entry
+        and parent.mount_point == entry.mount_point
+    }
+
+    def is_reachable(entry: MountEntry) -> bool:
+        if entry.mount_id in covered:
+            return False
+        child = entry
+        for _ in range(len(entries)):  # a malformed file's parent cycle ends the walk
+            parent = by_id.get(child.parent_id)
+            if parent is None or parent is child:
+                return True
+            # Mounted inside a covered mount, not on top of it: hidden with it.
+            if parent.mount_point != child.mount_point and parent.mount_id in covered:
+                return False
+            child = parent
+        return True
+
+    return [entry for entry in entries if is_reachable(entry)]
 
 
 def read_mountinfo(path: Path | str) -> list[MountEntry]:

@@ -137,7 +137,7 @@ def _cgroup_mounts(
 ) -> list[tuple[str, str, str, frozenset[str]]]:
     return [
         (entry.fstype, entry.root, entry.mount_point, entry.super_options)
-        for entry in entries
+        for entry in mountinfo.visible(entries)
         if entry.fstype in ("cgroup", "cgroup2")
     ]
 
@@ -160,25 +160,40 @@ def _read_controllers(directory: Path) -> frozenset[str]:
         return frozenset()
 
 
+def _breadth(mount_root: str) -> tuple[int, int]:
+    """Sort key: the mount of a hierarchy that sees most of it first. ``/`` sees the whole
+    tree (of our cgroup namespace; ``/..`` even more of it); a runtime's bind of one
+    container's cgroup (``/kubepods/.../ctr``) sees only that container."""
+    parts = [part for part in mount_root.split("/") if part and part != "."]
+    ups = sum(part == ".." for part in parts)
+    return (-ups, len(parts) - ups)
+
+
 def layout_from_mounts(
     mounts: list[tuple[str, str, str, frozenset[str]]], cgroup_root: Path = DEFAULT_CGROUP_ROOT
 ) -> CgroupLayout:
-    """Build the layout from parsed mountinfo entries (first mount of each hierarchy wins)."""
+    """Build the layout from the reachable cgroup mounts: per hierarchy the mount that sees
+    most of it (the first of those when several do), in the order hierarchies appear."""
+    best: dict[frozenset[str] | None, tuple[str, str]] = {}  # None: the v2 hierarchy
+    for fstype, mount_root, mount_point, options in mounts:
+        key: frozenset[str] | None = None
+        if fstype != "cgroup2":
+            key = frozenset(
+                option for option in options if option not in _V1_NON_CONTROLLER_OPTIONS
+            )
+            if not key:
+                continue
+        chosen = best.get(key)
+        if chosen is None or _breadth(mount_root) < _breadth(chosen[0]):
+            best[key] = (mount_root, mount_point)
     v1: list[Hierarchy] = []
     unified: Hierarchy | None = None
-    seen_controllers: set[frozenset[str]] = set()
-    for fstype, mount_root, mount_point, options in mounts:
+    for key, (mount_root, mount_point) in best.items():
         where = _rebase(mount_point, cgroup_root)
-        if fstype == "cgroup2":
-            if unified is None:
-                unified = Hierarchy(2, where, _read_controllers(where), mount_root)
-            continue
-        controllers = frozenset(
-            option for option in options if option not in _V1_NON_CONTROLLER_OPTIONS
-        )
-        if controllers and controllers not in seen_controllers:
-            seen_controllers.add(controllers)
-            v1.append(Hierarchy(1, where, controllers, mount_root))
+        if key is None:
+            unified = Hierarchy(2, where, _read_controllers(where), mount_root)
+        else:
+            v1.append(Hierarchy(1, where, key, mount_root))
     return CgroupLayout(tuple(v1), unified)
 
 

@@ -484,3 +484,73 @@ def test_fixture_process_resolves_to_its_cgroup_directory(tmp_path: Path) -> Non
     path = membership.path_in(memory)
     assert path == "/lxc/ct1"
     assert memory.directory(path) == host.cgroup / "memory" / "lxc" / "ct1"
+
+
+# -- mounts hidden by later mounts (the DaemonSet binds the host's /sys/fs/cgroup) ----------
+
+SYSFS_LINE = "1100 22 0:21 / /sys rw,nosuid,nodev,noexec - sysfs sysfs rw"
+
+#: A privileged pod on a v2 node with a private cgroup namespace: the runtime mounted the
+#: pod's own cgroup2 at /sys/fs/cgroup, then the hostPath volume bound the host's over it
+#: (seen from the pod's cgroup namespace its root is above "/").
+V2_POD_MOUNTINFO = "\n".join(
+    [
+        ROOT_LINE,
+        SYSFS_LINE,
+        "1200 1100 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw,nsdelegate",
+        "1300 1200 0:26 /../../.. /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate",
+    ]
+)
+
+#: The same on a v1 node: runc's tmpfs with binds of the pod's own cgroups, then the
+#: host's tree bound recursively over that tmpfs.
+V1_POD_MOUNTINFO = "\n".join(
+    [
+        ROOT_LINE,
+        SYSFS_LINE,
+        "30 1100 0:50 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs rw,mode=755",
+        "31 30 0:28 /kubepods/burstable/podD/ctrD /sys/fs/cgroup/memory ro,nosuid "
+        "- cgroup cgroup rw,memory",
+        "40 30 0:23 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755",
+        "41 40 0:28 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory",
+    ]
+)
+
+
+def test_layout_v2_takes_the_mount_on_top_not_the_one_it_hides(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    layout = layout_from_mounts(parse_mountinfo(V2_POD_MOUNTINFO), tmp_path)
+    assert layout.unified is not None
+    assert layout.unified.mount_root == "/../../.."
+    # Another pod's cgroup, as the daemon's cgroup namespace names it, is found.
+    other_pod = "/../../../kubepods.slice/kubepods-podB.slice/cri-containerd-b.scope"
+    assert layout.unified.directory(other_pod) == (
+        tmp_path / "kubepods.slice/kubepods-podB.slice/cri-containerd-b.scope"
+    )
+
+
+def test_layout_v1_ignores_binds_inside_a_hidden_tmpfs() -> None:
+    layout = layout_from_mounts(parse_mountinfo(V1_POD_MOUNTINFO))
+    memory = layout.hierarchy_for("memory")
+    assert memory is not None
+    assert memory.mount_root == "/"
+    assert memory.directory("/kubepods/besteffort/podE/ctrE") == Path(
+        "/sys/fs/cgroup/memory/kubepods/besteffort/podE/ctrE"
+    )
+
+
+def test_layout_prefers_the_mount_that_sees_the_whole_hierarchy() -> None:
+    # Both reachable: one container's cgroup bound at /sys/fs/cgroup/memory, the whole
+    # hierarchy at /host/cgroup/memory. Every other container is only under the latter.
+    text = "\n".join(
+        [
+            ROOT_LINE,
+            SYSFS_LINE,
+            "31 1100 0:28 /kubepods/podD/ctrD /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory",
+            "51 22 0:28 / /host/cgroup/memory rw - cgroup cgroup rw,memory",
+        ]
+    )
+    memory = layout_from_mounts(parse_mountinfo(text)).hierarchy_for("memory")
+    assert memory is not None
+    assert memory.mount_point == Path("/host/cgroup/memory")
+    assert memory.mount_root == "/"
