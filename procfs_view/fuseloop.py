@@ -16,7 +16,8 @@ pyfuse3 reaches trio only through its module attribute ``pyfuse3.trio`` (that is
 ``pyfuse3.asyncio.enable()`` swaps in asyncio), so ``installed()`` points it at this
 module's namespace for the duration of ``pyfuse3.main``:
 
-- ``Lock``: takes an unheld lock without a checkpoint (waiters park as usual);
+- ``Lock``: takes an unheld lock without a checkpoint (waiters park as usual), but for
+  one every ``FAST_PATH_LIMIT`` requests;
 - ``lowlevel.wait_readable``: returns at once when a request is already queued on the
   FUSE fd (a zero-timeout ``poll``); otherwise it *busy-polls* for up to ``busy_poll``
   seconds (``sched_yield`` between polls, so a reader on the same CPU runs), because a
@@ -24,9 +25,10 @@ module's namespace for the duration of ``pyfuse3.main``:
   only then does it park in trio as before. After a ``release`` (``burst_ended()``) the
   next request is not implied, so that spin is skipped, with exponential back-off, while
   it keeps timing out: a process that reads one file now and then costs no spin at all.
-  Every ``FAST_PATH_LIMIT`` requests one real checkpoint lets the signal handler and the
-  loadavg sampler run, so a flood of reads cannot starve SIGTERM, and cancellation is
-  still delivered. With nothing to read nothing spins: an idle daemon uses no CPU.
+  Every ``FAST_PATH_LIMIT`` requests one real checkpoint (in ``Lock``, before pyfuse3
+  looks at its exit flag) lets the signal handler and the loadavg sampler run, so a flood
+  of reads cannot starve SIGTERM, and cancellation is still delivered. With nothing to
+  read nothing spins: an idle daemon uses no CPU.
 
 Everything else is trio's own. Measured on the benchmark VM (benchmarks/README.md):
 open+read+close of a cached file 166 us with the zero-timeout poll alone, 57 us with the
@@ -66,13 +68,22 @@ _MAX_BACKOFF = 64
 
 class FastLock:
     """``trio.Lock`` as pyfuse3 uses it (``async with``), minus the checkpoint on an
-    uncontended acquire. Waiters are woken in order through a ParkingLot."""
+    uncontended acquire but for the bounded one (``FAST_PATH_LIMIT``). Waiters are woken in
+    order through a ParkingLot."""
 
     def __init__(self) -> None:
         self._held = False
         self._waiters = trio.lowlevel.ParkingLot()
 
     async def __aenter__(self) -> None:
+        readiness = _readiness
+        if readiness.streak >= FAST_PATH_LIMIT:
+            # The bounded yield to trio (signals, the loadavg sampler) happens here, before
+            # pyfuse3 checks its exit flag under this lock: a SIGTERM handled in it is seen
+            # at once. Inside wait_readable it came after that check, and with no request
+            # queued the loop then parked until some container happened to read.
+            readiness.streak = 0
+            await trio.lowlevel.checkpoint()
         while self._held:
             await self._waiters.park()
         self._held = True
@@ -151,9 +162,6 @@ async def wait_readable(fd: int) -> None:
     becomes readable within the busy-poll window."""
     readiness = _readiness
     after_release, readiness.after_release = readiness.after_release, False
-    if readiness.streak >= FAST_PATH_LIMIT:
-        readiness.streak = 0
-        await trio.lowlevel.checkpoint()
     if readiness.ready(fd):
         if after_release:  # a request followed the release at once: spins there pay
             readiness.backoff = readiness.skip = 0

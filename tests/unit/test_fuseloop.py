@@ -29,6 +29,7 @@ def pipe() -> Iterator[tuple[int, int]]:
 def test_an_unheld_lock_is_taken_without_a_checkpoint() -> None:
     async def main() -> None:
         lock = fuseloop.FastLock()
+        fuseloop._readiness.reset(0.0)
         with trio.CancelScope() as scope:
             scope.cancel()
             async with lock:  # trio.Lock would raise Cancelled here
@@ -68,16 +69,60 @@ def test_a_queued_request_skips_the_scheduler_a_bounded_number_of_times(
     os.write(write_end, b"x")
 
     async def main() -> None:
+        lock = fuseloop.FastLock()
         with trio.CancelScope() as scope:
             scope.cancel()
             for _ in range(fuseloop.FAST_PATH_LIMIT):
-                await fuseloop.wait_readable(read_end)  # no checkpoint: not cancelled
+                async with lock:  # as pyfuse3 waits: no checkpoint, so not cancelled
+                    await fuseloop.wait_readable(read_end)
             # Then one real checkpoint lets other tasks (signals) run, and cancels.
-            await fuseloop.wait_readable(read_end)
+            async with lock:
+                await fuseloop.wait_readable(read_end)
         assert scope.cancelled_caught
 
     fuseloop._readiness.streak = 0
     trio.run(main)
+
+
+def test_a_stop_handled_at_the_bounded_yield_ends_the_loop_with_nothing_queued(
+    pipe: tuple[int, int],
+) -> None:
+    """pyfuse3's loop checks its exit flag under the lock, then waits for the fd. A SIGTERM
+    handled at the yield every FAST_PATH_LIMIT requests (where a burst of reads lets the
+    signal task run) must be seen by that check: with the last request served and none
+    queued, a later check would come only after the next container's read."""
+    read_end, write_end = pipe
+    os.write(write_end, b"x")
+    exited = False
+
+    async def terminate() -> None:  # like pyfuse3.terminate() from the signal task
+        nonlocal exited
+        exited = True
+        trio.lowlevel.notify_closing(read_end)
+
+    async def session_loop(lock: fuseloop.FastLock) -> int:  # pyfuse3's, in short
+        served = 0
+        while True:
+            try:
+                async with lock:
+                    if exited:
+                        return served
+                    await fuseloop.wait_readable(read_end)
+            except trio.ClosedResourceError:
+                return served
+            served += 1
+            if served == fuseloop.FAST_PATH_LIMIT:
+                os.read(read_end, 1)  # the burst is over: nothing more is queued
+
+    async def main() -> int:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(terminate)  # runs at the loop's first checkpoint
+            with trio.fail_after(5):
+                return await session_loop(fuseloop.FastLock())
+        raise AssertionError("unreachable")
+
+    fuseloop._readiness.reset(0.0)
+    assert trio.run(main) == fuseloop.FAST_PATH_LIMIT
 
 
 def test_an_idle_fd_parks_until_readable(pipe: tuple[int, int]) -> None:
