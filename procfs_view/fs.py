@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 # entries can be cached longer. Each lookup round trip costs a reader latency.
 ENTRY_TIMEOUT = 5.0
 ATTR_TIMEOUT = 1.0
-# Before a path was ever rendered we report a page: enough for tools that stat first
-# and read st_size bytes. direct_io makes the kernel ignore st_size for reads anyway.
-DEFAULT_SIZE = 4096
 FILE_MODE = stat.S_IFREG | 0o444
 DIR_MODE = stat.S_IFDIR | 0o555
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
@@ -119,7 +116,6 @@ class Node:
     is_dir: bool
     parent: InodeT = pyfuse3.ROOT_INODE
     children: dict[bytes, InodeT] = field(default_factory=dict)
-    size: int = DEFAULT_SIZE
 
 
 class Tree:
@@ -132,7 +128,6 @@ class Tree:
 
     def build(self, served: Iterable[str]) -> None:
         """(Re)build the tree; a path that stays keeps its inode so kernel caches stay valid."""
-        old = self.nodes
         nodes: dict[InodeT, Node] = {}
         root = Node(pyfuse3.ROOT_INODE, "", is_dir=True, parent=pyfuse3.ROOT_INODE)
         nodes[root.inode] = root
@@ -148,9 +143,6 @@ class Tree:
                 node = nodes.get(inode)
                 if node is None:
                     node = Node(inode, path, is_dir=not leaf, parent=parent.inode)
-                    previous = old.get(inode)
-                    if previous is not None and previous.is_dir == node.is_dir:
-                        node.size = previous.size
                     nodes[inode] = node
                 elif node.is_dir == leaf:
                     raise ValueError(f"served path {path!r} is both a file and a directory")
@@ -224,7 +216,12 @@ class ViewFS(pyfuse3.Operations):
         else:
             attr.st_mode = FILE_MODE
             attr.st_nlink = 1
-            attr.st_size = node.size
+            # 0, as procfs and sysfs report, which every tool reading /proc copes with (it
+            # reads to EOF; direct_io makes the kernel do so too). Each caller gets its own
+            # content through one inode whose attributes the kernel caches, so any length
+            # would be some other container's: Node's readFileSync would stop there, tail
+            # would seek back from it, and a tenant would learn a neighbour's CPU count.
+            attr.st_size = 0
         attr.st_uid = 0
         attr.st_gid = 0
         attr.st_rdev = 0
@@ -293,7 +290,6 @@ class ViewFS(pyfuse3.Operations):
                 )
             raise pyfuse3.FUSEError(errno.ENFILE)
         content, caller = self._service.open_answer(node.path, ctx.pid)
-        node.size = len(content)
         fh = FileHandleT(next(self._next_fh))
         self._handles[fh] = OpenFile(node.path, ctx.pid, caller, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)

@@ -6,12 +6,14 @@ This is what LXC hooks and the Kubernetes webhooks set up; the tools are what pe
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -98,3 +100,41 @@ def test_cpuinfo_through_the_bind_shows_one_processor(
     out = run_inside(container, ["cat", "/proc/cpuinfo", "/sys/devices/system/cpu/online"])
     assert sum(1 for line in out.splitlines() if line.startswith("processor")) == 1
     assert out.endswith("\n0\n")
+
+
+def test_a_stat_says_no_other_containers_length(shared_mount: Daemon) -> None:
+    """One inode serves every container its own length of content, so a stat cannot say
+    the length: it said the last opener's (a 1-CPU container's cpuinfo length to a 2-CPU
+    one, which Node's readFileSync reads no further than, and which tells a tenant its
+    neighbour's CPU count). procfs says 0, and readers of /proc read such files to EOF."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs for containers of different cpuinfo lengths")
+    env = in_view_env(shared_mount.mountpoint)
+    probe = (
+        "import os, sys\n"
+        "fd = os.open('/proc/cpuinfo', os.O_RDONLY)\n"
+        "print(os.fstat(fd).st_size, flush=True)\n"
+        "sys.stdin.readline()\n"
+        "data = os.read(fd, 1 << 20)\n"
+        "print(os.fstat(fd).st_size, os.lseek(fd, 0, os.SEEK_END), len(data), flush=True)\n"
+    )
+    with test_cgroup(cpus="0") as small, test_cgroup(cpus="0-1") as big:
+        whole = big.run(in_view_argv(["cat", "/proc/cpuinfo"]), timeout=TIMEOUT, env=env)
+        reader = big.spawn(
+            in_view_argv([sys.executable, "-c", probe]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert reader.stdin is not None
+        assert reader.stdout is not None
+        first = reader.stdout.readline().split()
+        small.run(in_view_argv(["cat", "/proc/cpuinfo"]), timeout=TIMEOUT, env=env)
+        time.sleep(1.2)  # past the kernel's cached attributes: the fstat asks the daemon
+        out, _ = reader.communicate("go\n", timeout=TIMEOUT)
+    assert whole.count("processor\t: ") == 2
+    assert first == ["0"]
+    assert out.split() == ["0", "0", str(len(whole.encode()))]

@@ -119,8 +119,8 @@ def test_caller_is_fixed_at_open_and_one_pass_reads_one_snapshot() -> None:
     assert run(fs.read, info.fh, 8, 4096) == content[8:]
     assert run(fs.read, info.fh, len(content), 10) == b""
     assert service.calls == [("proc/meminfo", 42)]  # rendered once, at open
-    # The size a stat reports follows what was last rendered.
-    assert run(fs.getattr, inode, ctx()).st_size == len(content)
+    # A stat says 0, as procfs does: the length of someone else's content would be wrong.
+    assert run(fs.getattr, inode, ctx()).st_size == 0
     other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
     assert run(fs.read, other.fh, 0, 4096) == b"proc/meminfo for 7 #2\n"
     run(fs.release, info.fh)
