@@ -34,6 +34,23 @@ def host_layout() -> CgroupLayout:
     return discover_layout(Path("/proc"), Path("/sys/fs/cgroup"))
 
 
+def v1_kernel_counts_io_per_cgroup() -> bool:
+    """Whether the v1 throttle layer or BFQ has counted any I/O at the blkio root: since
+    Linux 6.10 the throttle layer counts only once a throttle rule is set, so a v1 host
+    may count no I/O per cgroup at all (procfs-view then serves the host's diskstats)."""
+    blkio = host_layout().hierarchy_for("blkio")
+    if blkio is None:
+        return False
+    for layer in ("throttle", "bfq"):
+        totals = blkio.mount_point / f"blkio.{layer}.io_serviced_recursive"
+        if totals.exists() and any(
+            line.startswith("Total") and line.split()[-1] != "0"
+            for line in totals.read_text().splitlines()
+        ):
+            return True
+    return False
+
+
 def can_make_cgroups() -> str | None:
     """Why real test cgroups cannot be made here, or None when they can."""
     if os.geteuid() != 0:

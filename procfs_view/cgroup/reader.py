@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from procfs_view.parsers import (
 )
 
 PRESSURE_RESOURCES = ("cpu", "io", "memory")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ class CgroupReader:
         self.layout = layout
         self.read_file = read_file
         self._cfq_files = True  # until a blkio cgroup is seen without them
+        self._said_blkio_uncounted = False
 
     # -- locating ---------------------------------------------------------------------------
 
@@ -510,9 +514,15 @@ class CgroupReader:
         )
 
     def _blkio_v1(self, directory: CgroupDir) -> IoRecord:
-        """CFQ-era ``blkio.io_*_recursive`` when present (kernels < 5.0), else the throttle
-        layer's ``blkio.throttle.io_*_recursive``, which modern kernels fill for all I/O.
-        LXCFS reads only the former and serves the host file on current kernels.
+        """CFQ-era ``blkio.io_*_recursive`` when present (kernels < 5.0), else the counts of
+        the throttle layer (``blkio.throttle.io_*_recursive``) or of BFQ
+        (``blkio.bfq.io_*_recursive``, devices scheduled by BFQ), whichever counts I/O on
+        this host. LXCFS reads only the first and serves the host file on current kernels.
+
+        Since Linux 6.10 the throttle layer counts nothing until a throttle rule is set on
+        a device, and BFQ counts only its own devices: a cgroup's empty files then mean
+        "not counted", not "no I/O". The hierarchy's root shows which: when no layer has
+        counted any I/O there, the host file is served (ServeHost), never an empty one.
 
         The CFQ files exist in every blkio cgroup or in none (CFQ is built into the kernel
         or not), so once one cgroup lacked them they are not looked for again: a failed
@@ -535,8 +545,9 @@ class CgroupReader:
             wait = table("blkio.io_wait_time_recursive")
             service_time = table("blkio.io_service_time_recursive")
         else:  # no CFQ: its merge and time files are gone too, only the counts remain
-            serviced = table("blkio.throttle.io_serviced_recursive")
-            service_bytes = table("blkio.throttle.io_service_bytes_recursive")
+            layer = self._counting_blkio_layer(directory)
+            serviced = table(f"blkio.{layer}io_serviced_recursive")
+            service_bytes = table(f"blkio.{layer}io_service_bytes_recursive")
             merged = wait = service_time = {}
         devices: dict[tuple[int, int], IoCounters] = {}
         for device in set(serviced) | set(service_bytes):
@@ -560,6 +571,36 @@ class CgroupReader:
                 service_time_ms=services.get("Total", 0) // ns_per_ms,
             )
         return IoRecord(devices)
+
+    def _counting_blkio_layer(self, directory: CgroupDir) -> str:
+        """``throttle.`` or ``bfq.``: the file prefix of the layer that counts this host's
+        I/O per cgroup, judged by the hierarchy root's totals (one kept-descriptor read
+        each). A root without the file (a fixture tree, a bind of a subtree) is trusted to
+        count, as before.
+
+        Raises:
+            ServeHost: neither layer has counted any I/O (kernel >= 6.10 without a
+                throttle rule, no BFQ device): the cgroup's numbers are not known.
+        """
+        root = CgroupDir(directory.hierarchy, directory.hierarchy.mount_point, self.read_file)
+        for layer in ("throttle.", "bfq."):
+            name = f"blkio.{layer}io_serviced_recursive"
+            text = root.read_optional(name)
+            if text is None:
+                if layer == "throttle.":
+                    return layer
+                continue
+            counted = parse_blkio_recursive(text, name)
+            if any(counts.get("Total", 0) > 0 for counts in counted.values()):
+                return layer
+        if not self._said_blkio_uncounted:
+            self._said_blkio_uncounted = True
+            log.warning(
+                "cgroup v1 blkio counts no I/O per cgroup on this kernel (no CFQ; the "
+                "throttle layer counts only once a throttle rule is set, since Linux 6.10; "
+                "no device uses BFQ): containers read the host's /proc/diskstats"
+            )
+        raise ServeHost("blkio counts no I/O per cgroup on this kernel")
 
     # -- pressure ---------------------------------------------------------------------------
 

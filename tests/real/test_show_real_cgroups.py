@@ -12,11 +12,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from procfs_view.cli import main
-from tests.cgroups import test_cgroup
+from tests.cgroups import test_cgroup, v1_kernel_counts_io_per_cgroup
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("real_cgroups")]
 
@@ -161,3 +162,30 @@ def test_unknown_file_exits_2_listing_known_ones(show: Callable[..., Shown]) -> 
     assert result.returncode == 2
     assert "proc/meminfo" in result.stderr
     assert "sys/devices/system/cpu/online" in result.stderr
+
+
+def _devices(diskstats: str) -> list[str]:
+    return [line.split()[2] for line in diskstats.splitlines() if len(line.split()) > 3]
+
+
+def test_diskstats_is_never_an_uncounted_empty_file(show: Callable[..., Shown]) -> None:
+    """A container that writes to disk sees that I/O, or (on a v1 kernel that counts no
+    I/O per cgroup: >= 6.10 without throttle rules or BFQ) the host's file: never an
+    empty file claiming it did none."""
+    with test_cgroup(memory_limit=256 * MIB) as cgroup:
+        # (In the cgroup2 VM /var/tmp may be read-only: v2's io.stat counts what it counts.)
+        cgroup.run(["sh", "-c", "dd if=/dev/zero of=/var/tmp/pv-io-$$ bs=64k count=64 "
+                    "oflag=direct,dsync status=none; rm -f /var/tmp/pv-io-$$; true"])  # fmt: skip
+        writer = cgroup.spawn(["sleep", "120"])
+        shown = show(writer.pid, "diskstats")
+        v1_counted = cgroup.version == 1 and v1_kernel_counts_io_per_cgroup()
+        uncounted = cgroup.version == 1 and not v1_counted
+    assert shown.returncode == 0, shown.stderr
+    devices = _devices(shown.stdout)
+    host_devices = _devices(Path("/proc/diskstats").read_text())
+    if uncounted:
+        assert sorted(devices) == sorted(host_devices)
+    else:
+        assert set(devices) <= set(host_devices)
+        if v1_counted:
+            assert devices, "the container's own writes are missing"

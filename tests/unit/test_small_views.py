@@ -288,6 +288,60 @@ def test_service_diskstats_v1_throttle_files(tmp_path: Path, kind: str) -> None:
     assert (vda[0], vda[2], vda[4], vda[6]) == (57, 4096, 12, 96)
 
 
+THROTTLE_COUNTS = {
+    "blkio.throttle.io_serviced_recursive": "254:0 Read 57\n254:0 Write 12\n254:0 Total 69\n"
+    "Total 69",
+    "blkio.throttle.io_service_bytes_recursive": "254:0 Read 2097152\n254:0 Write 49152\n"
+    "254:0 Total 2146304\nTotal 2146304",
+}
+NOTHING_COUNTED = {
+    "blkio.throttle.io_serviced_recursive": "Total 0",
+    "blkio.throttle.io_service_bytes_recursive": "Total 0",
+    "blkio.bfq.io_serviced_recursive": "Total 0",
+    "blkio.bfq.io_service_bytes_recursive": "Total 0",
+}
+
+
+def test_service_diskstats_v1_where_the_kernel_counts_nothing_per_cgroup(tmp_path: Path) -> None:
+    """Linux >= 6.10 without a throttle rule and without a BFQ device: every cgroup's
+    files say "Total 0", the root's too. That is "not counted", not "no I/O": the host
+    file, not an empty one."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    host.write("blkio", "/", NOTHING_COUNTED)
+    host.write("blkio", "/ct", NOTHING_COUNTED)
+    host_file = (tmp_path / "proc" / "diskstats").read_bytes()
+    assert host_file
+    assert host.service().answer("proc/diskstats", CT) == host_file
+
+
+def test_service_diskstats_v1_from_bfq_when_only_bfq_counts(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    root = dict(NOTHING_COUNTED)
+    root["blkio.bfq.io_serviced_recursive"] = "254:0 Read 900\n254:0 Total 900\nTotal 900"
+    host.write("blkio", "/", root)
+    own = dict(NOTHING_COUNTED)
+    own["blkio.bfq.io_serviced_recursive"] = THROTTLE_COUNTS["blkio.throttle.io_serviced_recursive"]
+    own["blkio.bfq.io_service_bytes_recursive"] = THROTTLE_COUNTS[
+        "blkio.throttle.io_service_bytes_recursive"
+    ]
+    host.write("blkio", "/ct", own)
+    vda = diskstats_of(host)["vda"]
+    assert (vda[0], vda[2], vda[4], vda[6]) == (57, 4096, 12, 96)
+
+
+def test_service_diskstats_v1_a_counting_throttle_layer_is_read(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    root = dict(NOTHING_COUNTED)
+    root["blkio.throttle.io_serviced_recursive"] = "254:0 Read 900\n254:0 Total 900\nTotal 900"
+    host.write("blkio", "/", root)
+    host.write("blkio", "/ct", {**NOTHING_COUNTED, **THROTTLE_COUNTS})
+    vda = diskstats_of(host)["vda"]
+    assert (vda[0], vda[4]) == (57, 12)
+
+
 @pytest.mark.parametrize("kind", ["v1", "hybrid"])
 def test_service_diskstats_v1_cfq_files(tmp_path: Path, kind: str) -> None:
     host = FixtureHost(tmp_path, kind)
