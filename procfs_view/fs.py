@@ -22,7 +22,8 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -45,6 +46,11 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
 #: cpuinfo hundreds), and the daemon's memory is no container's, so a tenant holding a
 #: million opens must not be able to grow it. Far above what readers hold at once.
 MAX_OPEN_FILES = 65536
+#: Open files at most for the callers in one set of cgroups (one container): without it
+#: one tenant holding 65536 opens would make every other container's reads, and the
+#: liveness probe's, fail with ENFILE. Far above what a container's tools hold at once
+#: (top, free -s and vmstat keep two each).
+MAX_OPEN_FILES_PER_CALLER = 4096
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +69,11 @@ class Service(Protocol):
 
     def reread(self, path: str, pid: int, caller: object) -> bytes | None:
         """The content afresh for the same caller, or None to keep what it had."""
+        ...
+
+    def owner_of(self, pid: int) -> Hashable:
+        """Who ``pid`` is for the per-caller bound, when ``open_answer``'s token was None
+        (a file that is the same for everyone)."""
         ...
 
 
@@ -103,6 +114,7 @@ class OpenFile:
     path: str
     pid: int
     caller: object
+    owner: Hashable  # what the per-caller bound counts it under
     content: bytes
     read_before: bool = False  # a read from offset 0 then renders the file again
 
@@ -177,6 +189,7 @@ class ViewFS(pyfuse3.Operations):
         self._service = service
         self.tree.build(service.served_paths())
         self._handles: dict[FileHandleT, OpenFile] = {}
+        self._open_by_owner: Counter[Hashable] = Counter()
         self._next_fh = itertools.count(1)
         self._mount_time_ns = time.time_ns()
 
@@ -290,8 +303,21 @@ class ViewFS(pyfuse3.Operations):
                 )
             raise pyfuse3.FUSEError(errno.ENFILE)
         content, caller = self._service.open_answer(node.path, ctx.pid)
+        owner = caller if caller is not None else self._service.owner_of(ctx.pid)
+        if self._open_by_owner[owner] >= MAX_OPEN_FILES_PER_CALLER:
+            suppressed = _unexpected.allow("open:ENFILE:caller")
+            if suppressed is not None:
+                log.warning(
+                    "pid %d's cgroups hold %d open files: refusing it more with ENFILE "
+                    "(%d refused since last said)",
+                    ctx.pid,
+                    MAX_OPEN_FILES_PER_CALLER,
+                    suppressed,
+                )
+            raise pyfuse3.FUSEError(errno.ENFILE)
+        self._open_by_owner[owner] += 1
         fh = FileHandleT(next(self._next_fh))
-        self._handles[fh] = OpenFile(node.path, ctx.pid, caller, content)
+        self._handles[fh] = OpenFile(node.path, ctx.pid, caller, owner, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
     @errno_boundary
@@ -308,7 +334,13 @@ class ViewFS(pyfuse3.Operations):
 
     @errno_boundary
     async def release(self, fh: FileHandleT) -> None:
-        self._handles.pop(fh, None)
+        handle = self._handles.pop(fh, None)
+        if handle is not None:
+            left = self._open_by_owner[handle.owner] - 1
+            if left > 0:
+                self._open_by_owner[handle.owner] = left
+            else:
+                del self._open_by_owner[handle.owner]
         fuseloop.burst_ended()  # the reader is done with this file: no request is implied
 
     # -- directories ------------------------------------------------------------------

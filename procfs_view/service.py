@@ -371,6 +371,15 @@ class ViewService:
         assert content is not None  # only a re-read finds its caller changed
         return content, caller
 
+    def owner_of(self, pid: int) -> str:
+        """``pid``'s cgroups (its ``/proc/<pid>/cgroup``), which the FUSE layer bounds open
+        files by; "" for a process that is gone. Asked only for the files that are the
+        same for everyone, whose answers read no cgroup."""
+        try:
+            return read_cgroup_text(pid, self.roots.proc, self.pid_files.read)
+        except (ProcfsViewError, OSError):  # ProcessGone among them
+            return ""
+
     def reread(self, path: str, pid: int, caller: object) -> bytes | None:
         """``path`` afresh for an open file read again from its start: procps's ``free
         -s``, ``top`` and ``vmstat`` open /proc/meminfo and /proc/stat once and seek back

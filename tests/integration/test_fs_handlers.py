@@ -51,6 +51,9 @@ class FakeService:
             raise self.fail
         return f"{path} for {pid} #{len(self.calls)}\n".encode(), ("caller", pid)
 
+    def owner_of(self, pid: int) -> object:
+        return ("owner", pid)
+
     def reread(self, path: str, pid: int, caller: object) -> bytes | None:
         assert caller == ("caller", pid)
         if pid in self.gone:
@@ -157,6 +160,23 @@ def test_open_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     run(fs.release, handles[0].fh)
     handles[0] = run(fs.open, inode, os.O_RDONLY, ctx())
     for info in handles:
+        run(fs.release, info.fh)
+    assert fs.open_handles() == 0
+
+
+def test_one_caller_cannot_take_every_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant holding opens by the thousand gets ENFILE itself; other containers (and the
+    liveness probe, a host caller) still open."""
+    monkeypatch.setattr(fs_module, "MAX_OPEN_FILES_PER_CALLER", 2)
+    fs = ViewFS(FakeService())
+    inode = lookup_path(fs, "proc/stat").st_ino
+    greedy = [run(fs.open, inode, os.O_RDONLY, ctx(pid=66)) for _ in range(2)]
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=66)) == errno.ENFILE
+    other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
+    assert run(fs.read, other.fh, 0, 4096).startswith(b"proc/stat for 7 ")
+    run(fs.release, greedy[0].fh)
+    greedy[0] = run(fs.open, inode, os.O_RDONLY, ctx(pid=66))
+    for info in (*greedy, other):
         run(fs.release, info.fh)
     assert fs.open_handles() == 0
 

@@ -86,6 +86,20 @@ def test_loadavg_is_the_host_file_without_the_sampler(tmp_path: Path) -> None:
     assert with_flag.answer("proc/loadavg", 700) == host_file(host, "proc/loadavg")
 
 
+def test_the_same_file_for_everyone_is_still_counted_per_container(tmp_path: Path) -> None:
+    """loadavg without -l reads no cgroup; the FUSE layer's per-caller bound on open files
+    asks whose it is: the caller's cgroups, or "" once it is gone."""
+    host = container(tmp_path)
+    host.add_process(800, "/other", namespace="other", nspid=(800, 1), start_ticks=90000)
+    service = host.service()
+    _, caller = service.open_answer("proc/loadavg", 700)
+    assert caller is None
+    owners = {service.owner_of(700), service.owner_of(701), service.owner_of(800)}
+    assert len(owners) == 2
+    assert "/ct" in service.owner_of(700)
+    assert service.owner_of(999) == ""
+
+
 def test_vanished_caller_gets_host_content_and_render_says_why(tmp_path: Path) -> None:
     host = container(tmp_path)
     service = host.service()
