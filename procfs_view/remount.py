@@ -169,7 +169,7 @@ def lineage_path(pidfile: Path) -> Path:
     """Where the daemons of one pidfile record their mounts' devices (``<pidfile>.devices``).
 
     Next to the pidfile, so it outlives a crash, a stop and an upgrade just as the pidfile
-    does (``/run`` under systemd; a hostPath in a DaemonSet).
+    does (``/run`` under systemd; the node's /run/procfs-view in the DaemonSet).
     """
     return pidfile.with_name(f"{pidfile.name}.devices")
 

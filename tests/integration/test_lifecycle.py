@@ -123,11 +123,12 @@ def test_killed_daemon_leaves_a_dead_mount_that_the_next_start_recovers(
 def test_prepare_mountpoint_through_a_shared_parent_clears_the_dead_mount(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    """The DaemonSet's init container: after an unclean death (a liveness kill, OOM) the
-    node keeps a dead mount at /var/lib/lxcfs that nothing can stat, so no container can
-    get it as a volume. The init container sees the node's /var/lib through a
-    Bidirectional volume (an rshared rbind, emulated here in a mount namespace of its
-    own) and detaches the dead mount there; the detach must reach the node."""
+    """The DaemonSet's container: after an unclean death (a liveness kill, OOM) the node
+    keeps a dead mount at /var/lib/lxcfs that nothing can stat, so no container can get
+    it as a volume. The daemon's container sees the node's /var/lib through a
+    Bidirectional volume instead (an rshared rbind, emulated here in a mount namespace of
+    its own), and what the daemon does at every start (prepare_mountpoint, run here as
+    the command) detaches the dead mount there; the detach must reach the node."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is not installed")
     node = tmp_path / "node-var-lib"  # the node's /var/lib, a shared mount as kubelet needs

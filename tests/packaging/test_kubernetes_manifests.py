@@ -77,36 +77,26 @@ def test_daemonset_runs_privileged_on_every_node_with_a_liveness_check() -> None
     (container,) = spec["containers"]
     assert container["securityContext"]["privileged"] is True
     assert set(container["resources"]) == {"requests", "limits"}
-    assert container["livenessProbe"]["exec"]["command"] == [
-        "procfs-view",
-        "check",
-        webhook.DEFAULT_MOUNT_DIR,
-    ]
-    assert container["args"][-1] == webhook.DEFAULT_MOUNT_DIR
+    # The daemon mounts the node's /var/lib/lxcfs through the node's /var/lib: a dead mount
+    # left there by an unclean death cannot be a volume source (nothing can stat it), and
+    # kubelet restarts a container in place without init containers; through the parent
+    # the daemon's own start detaches it.
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     by_host_path = {host_paths[name]: mount for name, mount in mounts.items()}
+    assert set(by_host_path) == {"/sys/fs/cgroup", "/var/lib", "/run/procfs-view"}
+    # The pidfile and its record of past mounts (which dead binds are ours) outlive the
+    # container: on the node.
+    runtime_dir = container["args"][container["args"].index("--runtime-dir") + 1]
+    assert by_host_path["/run/procfs-view"]["mountPath"] == runtime_dir
     assert by_host_path["/sys/fs/cgroup"]["mountPath"] == "/sys/fs/cgroup"
-    lxcfs = by_host_path[webhook.DEFAULT_MOUNT_DIR]
-    assert lxcfs["mountPath"] == webhook.DEFAULT_MOUNT_DIR
-    assert lxcfs["mountPropagation"] == "Bidirectional"
-    # A dead mount left by an unclean death cannot be stat'ed: no type check on it (it
-    # would fail the pod), and an init container detaches it through the parent.
-    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
-    (lxcfs_volume,) = [v for v in volumes.values() if v["path"] == webhook.DEFAULT_MOUNT_DIR]
-    assert "type" not in lxcfs_volume
-    (prepare,) = spec["initContainers"]
-    assert prepare["image"] == container["image"]
-    assert prepare["securityContext"]["privileged"] is True
-    (parent,) = prepare["volumeMounts"]
+    parent = by_host_path["/var/lib"]
     assert parent["mountPropagation"] == "Bidirectional"
-    parent_on_node = host_paths[parent["name"]]
-    assert webhook.DEFAULT_MOUNT_DIR.startswith(parent_on_node + "/")
-    assert prepare["command"] == [
-        "procfs-view",
-        "prepare-mountpoint",
-        parent["mountPath"] + webhook.DEFAULT_MOUNT_DIR.removeprefix(parent_on_node),
-    ]
+    assert webhook.DEFAULT_MOUNT_DIR.startswith("/var/lib/")
+    mountpoint = parent["mountPath"] + webhook.DEFAULT_MOUNT_DIR.removeprefix("/var/lib")
+    assert container["args"][-1] == mountpoint
+    assert container["livenessProbe"]["exec"]["command"] == ["procfs-view", "check", mountpoint]
+    assert "initContainers" not in spec
 
 
 def test_example_pod_mounts_exactly_what_the_webhook_injects() -> None:
