@@ -225,7 +225,7 @@ def review(body: bytes, mount_dir: str = DEFAULT_MOUNT_DIR) -> tuple[int, dict[s
     """
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # nested too deep
         return 400, _failure(f"the body is not JSON: {error}")
     request = document.get("request") if isinstance(document, dict) else None
     uid = request.get("uid") if isinstance(request, dict) else None
@@ -236,7 +236,9 @@ def review(body: bytes, mount_dir: str = DEFAULT_MOUNT_DIR) -> tuple[int, dict[s
     where = _describe(request)
     try:
         decision = _decide(document, request, mount_dir)
-    except NotUnderstood as error:
+    except (NotUnderstood, TypeError, ValueError, KeyError, AttributeError) as error:
+        # Any shape we do not understand (an unhashable volume name, a list where a map
+        # goes) admits the pod unchanged, never a 500 the API server retries.
         log.warning("%s: admitted unchanged: %s", where, error)
         return 200, answer
     log.info("%s: %s", where, decision.reason)
