@@ -151,13 +151,19 @@ def test_a_read_from_the_start_again_renders_the_file_again_for_the_opener() -> 
 
 
 def test_open_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each open holds its content in the daemon, whose memory is no container's."""
+    """Each open holds its content in the daemon, whose memory is no container's: past the
+    table's size only callers holding few files get more (one tenant's hoard must not make
+    every other container's reads fail)."""
     monkeypatch.setattr(fs_module, "MAX_OPEN_FILES", 3)
+    monkeypatch.setattr(fs_module, "FEW_OPEN_FILES", 1)
     fs = ViewFS(FakeService())
     inode = lookup_path(fs, "proc/stat").st_ino
     handles = [run(fs.open, inode, os.O_RDONLY, ctx()) for _ in range(3)]
     assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.ENFILE
+    newcomer = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))  # holds none: still served
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=7)) == errno.ENFILE
     run(fs.release, handles[0].fh)
+    run(fs.release, newcomer.fh)
     handles[0] = run(fs.open, inode, os.O_RDONLY, ctx())
     for info in handles:
         run(fs.release, info.fh)
