@@ -22,7 +22,6 @@ import logging
 import os
 import stat
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -53,6 +52,9 @@ MAX_OPEN_FILES_PER_CALLER = 16384
 #: probe's) fail with ENFILE. A container's tools hold a few (top, free -s and vmstat two
 #: each); the table can overrun by this much per container.
 FEW_OPEN_FILES = 64
+#: What the open files of a file that is the same for everyone (no cgroup read to tell
+#: whose) count under, up to FEW_OPEN_FILES; past that their callers are asked for.
+_SAME_FOR_EVERYONE = object()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -191,7 +193,7 @@ class ViewFS(pyfuse3.Operations):
         self._service = service
         self.tree.build(service.served_paths())
         self._handles: dict[FileHandleT, OpenFile] = {}
-        self._open_by_owner: Counter[Hashable] = Counter()
+        self._open_by_owner: dict[Hashable, int] = {}
         self._next_fh = itertools.count(1)
         self._mount_time_ns = time.time_ns()
 
@@ -296,8 +298,12 @@ class ViewFS(pyfuse3.Operations):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         content, caller = self._service.open_answer(node.path, ctx.pid)
-        owner = caller if caller is not None else self._service.owner_of(ctx.pid)
-        held = self._open_by_owner[owner]
+        owner = caller
+        if owner is None:  # the same for everyone: whose it is is asked only past a few
+            owner = _SAME_FOR_EVERYONE
+            if self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES:
+                owner = self._service.owner_of(ctx.pid)
+        held = self._open_by_owner.get(owner, 0)
         if held >= MAX_OPEN_FILES_PER_CALLER or (
             held >= FEW_OPEN_FILES and len(self._handles) >= MAX_OPEN_FILES
         ):
@@ -312,7 +318,7 @@ class ViewFS(pyfuse3.Operations):
                     suppressed,
                 )
             raise pyfuse3.FUSEError(errno.ENFILE)
-        self._open_by_owner[owner] += 1
+        self._open_by_owner[owner] = held + 1
         fh = FileHandleT(next(self._next_fh))
         self._handles[fh] = OpenFile(node.path, ctx.pid, caller, owner, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)

@@ -45,11 +45,14 @@ class FakeService:
 
     gone: set[int] = field(default_factory=set)  # pids whose re-reads keep the old content
 
+    same_for_everyone: tuple[str, ...] = ()  # answered with no caller token
+
     def open_answer(self, path: str, pid: int) -> tuple[bytes, object]:
         self.calls.append((path, pid))
         if self.fail is not None:
             raise self.fail
-        return f"{path} for {pid} #{len(self.calls)}\n".encode(), ("caller", pid)
+        caller = None if path in self.same_for_everyone else ("caller", pid)
+        return f"{path} for {pid} #{len(self.calls)}\n".encode(), caller
 
     def owner_of(self, pid: int) -> object:
         return ("owner", pid)
@@ -183,6 +186,24 @@ def test_one_caller_cannot_take_every_open(monkeypatch: pytest.MonkeyPatch) -> N
     run(fs.release, greedy[0].fh)
     greedy[0] = run(fs.open, inode, os.O_RDONLY, ctx(pid=66))
     for info in (*greedy, other):
+        run(fs.release, info.fh)
+    assert fs.open_handles() == 0
+
+
+def test_a_file_the_same_for_everyone_is_counted_by_caller_past_a_few(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No cgroup is read to answer such a file, so whose open it is is asked only once a
+    few are open; a hoard of them is then its caller's, as for any other file."""
+    monkeypatch.setattr(fs_module, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(fs_module, "FEW_OPEN_FILES", 2)
+    service = FakeService(same_for_everyone=("sys/devices/system/cpu/online",))
+    fs = ViewFS(service)
+    inode = lookup_path(fs, "sys/devices/system/cpu/online").st_ino
+    held = [run(fs.open, inode, os.O_RDONLY, ctx(pid=66)) for _ in range(4)]
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=66)) == errno.ENFILE
+    other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
+    for info in (*held, other):
         run(fs.release, info.fh)
     assert fs.open_handles() == 0
 
