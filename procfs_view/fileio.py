@@ -176,8 +176,10 @@ class OpenFiles:
         self.capacity = max(0, capacity)
         self.idle_seconds = idle_seconds
         self.clock = clock
-        # path -> (descriptor, last read, whether a short first read is the whole file)
-        self._kept: OrderedDict[str, tuple[int, float, bool]] = OrderedDict()
+        # path -> (descriptor, last read, whether a short first read is the whole file,
+        # which open of this pool it came from)
+        self._kept: OrderedDict[str, tuple[int, float, bool, int]] = OrderedDict()
+        self._opens = 0
         self._filesystems: dict[int, str] = {}
         self._reads = 0
         _POOLS.add(self)
@@ -197,13 +199,13 @@ class OpenFiles:
             self._sweep(now)
         kept = self._kept.get(path)
         if kept is not None:
-            fd, _, one_record = kept
+            fd, _, one_record, generation = kept
             try:
                 data = _pread_all(fd, limit, one_record)
             except OSError:
                 self._forget(path)
             else:
-                self._kept[path] = (fd, now, one_record)
+                self._kept[path] = (fd, now, one_record, generation)
                 self._kept.move_to_end(path)
                 return data
         fd = self._open(path)
@@ -218,7 +220,7 @@ class OpenFiles:
     def close(self) -> None:
         """Close every kept descriptor (the service is being replaced or shut down)."""
         while self._kept:
-            _, (fd, _, _) = self._kept.popitem()
+            _, (fd, _, _, _) = self._kept.popitem()
             os.close(fd)
 
     def _open(self, path: str) -> int:
@@ -236,23 +238,32 @@ class OpenFiles:
         if fstype not in GENERATED_FILESYSTEMS:
             os.close(fd)
             return
-        self._kept[path] = (fd, now, _one_record(path, fstype))
+        self._opens += 1
+        self._kept[path] = (fd, now, _one_record(path, fstype), self._opens)
         while len(self._kept) > self.capacity:
-            _, (old, _, _) = self._kept.popitem(last=False)
+            _, (old, _, _, _) = self._kept.popitem(last=False)
             os.close(old)
 
     def _sweep(self, now: float) -> None:
         """Close descriptors not read for ``idle_seconds`` (the least recent come first)."""
         while self._kept:
-            path, (fd, last, _) = next(iter(self._kept.items()))
+            path, (fd, last, _, _) = next(iter(self._kept.items()))
             if now - last < self.idle_seconds:
                 return
             del self._kept[path]
             os.close(fd)
 
     def _forget(self, path: str) -> None:
-        fd, _, _ = self._kept.pop(path)
+        fd, _, _, _ = self._kept.pop(path)
         os.close(fd)
+
+    def kept_since(self, path: str) -> int | None:
+        """Which open of this pool the descriptor kept for ``path`` came from (None: none
+        kept). While it stays the same, every read of ``path`` since was of the file that
+        open found: for ``/proc/<pid>/cgroup``, the same process (the kernel fails a read
+        with ESRCH once it exits, and the descriptor is then replaced)."""
+        kept = self._kept.get(path)
+        return None if kept is None else kept[3]
 
     def _fstype(self, fd: int) -> str:
         """The filesystem ``fd`` is on ("" when mountinfo does not tell)."""

@@ -71,10 +71,12 @@ class InitFinder:
             self._host_namespace = self._namespace("self")
         return self._host_namespace
 
-    def find(self, pid: int) -> int | None:
-        """Host pid of the init of ``pid``'s namespace, or None when ``pid`` shares the
-        daemon's namespace (the host: LXCFS then uses the caller itself)."""
-        namespace = self._namespace(pid)
+    def find(self, pid: int, namespace: int | None = None) -> int | None:
+        """Host pid of the init of ``pid``'s namespace (``namespace``, when the caller
+        already looked it up), or None when ``pid`` shares the daemon's namespace (the
+        host: LXCFS then uses the caller itself)."""
+        if namespace is None:
+            namespace = self._namespace(pid)
         if namespace == self.host_namespace():
             return None
         cached = self._cache.get(namespace)

@@ -13,6 +13,7 @@ from procfs_view.cgroup.discovery import (
     parse_proc_cgroup,
     read_cgroup_text,
     read_membership,
+    within_init,
 )
 from procfs_view.cgroup.reader import CgroupDir, CgroupReader
 
@@ -28,4 +29,5 @@ __all__ = [
     "parse_proc_cgroup",
     "read_cgroup_text",
     "read_membership",
+    "within_init",
 ]

@@ -275,6 +275,34 @@ def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
     return CgroupMembership(pid, v1, unified)
 
 
+def _below(path: str, ancestor: str) -> bool:
+    """Whether cgroup ``path`` lies strictly below ``ancestor`` (not the root)."""
+    return ancestor != "/" and path.startswith(ancestor.rstrip("/") + "/")
+
+
+def within_init(caller: CgroupMembership, init: CgroupMembership) -> CgroupMembership:
+    """The caller's cgroups as its container's: where the caller's cgroup lies below its
+    pid namespace init's (a session, a service or ``docker exec -it`` under systemd in an
+    LXD/Incus, nspawn or systemd-in-Docker container: ``<ct>/user.slice/session-3.scope``
+    under an init in ``<ct>/init.scope``), the init's; else the caller's own.
+
+    The container is then what the kernel limits: a service's sub-cgroup has no limit of
+    its own, and its usage alone under the container's limit showed nearly all of it free.
+    LXCFS always takes the init's; a caller outside the init's cgroup keeps its own, which
+    is what Kubernetes pods sharing a pid namespace need (the pause container is their
+    init, in a cgroup of its own)."""
+    v1 = {
+        controller: (init_path if _below(path, init_path := init.v1.get(controller, "/")) else path)
+        for controller, path in caller.v1.items()
+    }
+    unified = caller.unified
+    if unified is not None and init.unified is not None and _below(unified, init.unified):
+        unified = init.unified
+    if v1 == caller.v1 and unified == caller.unified:
+        return caller
+    return CgroupMembership(caller.pid, v1, unified)
+
+
 def read_cgroup_text(
     pid: int, proc_root: Path = Path("/proc"), read_file: Callable[[str], bytes] = read_bytes
 ) -> str:

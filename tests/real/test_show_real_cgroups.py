@@ -6,18 +6,20 @@ inside shared/tools/cgroup2-vm on a pure cgroup2 hierarchy.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from procfs_view.cli import main
-from tests.cgroups import test_cgroup, v1_kernel_counts_io_per_cgroup
+from tests.cgroups import TestCgroup, test_cgroup, v1_kernel_counts_io_per_cgroup
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("real_cgroups")]
 
@@ -189,3 +191,95 @@ def test_diskstats_is_never_an_uncounted_empty_file(show: Callable[..., Shown]) 
         assert set(devices) <= set(host_devices)
         if v1_counted:
             assert devices, "the container's own writes are missing"
+
+
+# The init of a new pid namespace: holds ~96 MiB, starts the caller (its child) in the
+# cgroup given as argv[1:] (cgroup.procs files), says "ready", and sleeps.
+SYSTEM_CONTAINER_INIT = r"""
+import os, sys, time
+hog = bytearray(96 << 20)
+for index in range(0, len(hog), 4096):
+    hog[index] = 1
+child = os.fork()
+if child == 0:
+    for procs in sys.argv[1:]:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+    os.execvp("sleep", ["sleep", "120"])
+time.sleep(0.2)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@contextlib.contextmanager
+def _children_of(container: TestCgroup, *names: str) -> Iterator[list[list[str]]]:
+    """Child cgroups of a test cgroup in every hierarchy (the cgroup.procs files of each
+    name), removed afterwards once empty. v1 cpusets start empty: they get the parent's."""
+    made: list[Path] = []
+    try:
+        if container.version == 2:  # the children get the controller the limit needs
+            (container.directory("memory") / "cgroup.subtree_control").write_text("+memory")
+        for path in container.directories.values():
+            for name in names:
+                (path / name).mkdir()
+                made.append(path / name)
+                for inherited in ("cpuset.cpus", "cpuset.mems"):
+                    if container.version == 1 and (path / inherited).exists():
+                        (path / name / inherited).write_text((path / inherited).read_text())
+        yield [[str(path / name / "cgroup.procs") for path in container.directories.values()]
+               for name in names]  # fmt: skip
+    finally:
+        for child in reversed(made):
+            for _attempt in range(100):
+                try:
+                    child.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def test_a_session_below_the_container_init_sees_the_containers_memory(
+    show: Callable[..., Shown],
+) -> None:
+    """A system container (LXD/Incus, nspawn, systemd in Docker): its init in
+    ``<ct>/init.scope``, an SSH session or a service in a cgroup of its own below ``<ct>``
+    with no limit of its own. free in that session must show the container's memory in
+    use (the init's ~96 MiB), not just the session's own few MiB under the container's
+    limit. LXCFS takes the init's cgroup too."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    with (
+        test_cgroup(memory_limit=256 * MIB) as container,
+        _children_of(container, "init.scope", "session") as (init_scope, session_cgroup),
+    ):
+
+        def join_init_scope() -> None:
+            for procs in init_scope:
+                with open(procs, "w") as handle:
+                    handle.write(str(os.getpid()))
+
+        unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
+             SYSTEM_CONTAINER_INIT, *session_cgroup],
+            preexec_fn=join_init_scope, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert unshare.stdout is not None
+            assert unshare.stdout.readline() == "ready\n"
+            (init,) = _children(unshare.pid)
+            (session,) = _children(init)
+            shown = show(session, "meminfo")
+        finally:
+            unshare.kill()
+            unshare.wait(timeout=30)
+            unshare.stdout.close()
+    assert shown.returncode == 0, shown.stderr
+    assert meminfo_kb(shown.stdout, "MemTotal") == 256 * 1024
+    assert meminfo_kb(shown.stdout, "MemFree") <= (256 - 90) * 1024, shown.stdout

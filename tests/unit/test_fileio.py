@@ -172,3 +172,24 @@ def test_the_filesystems_of_proc_and_sys_are_known() -> None:
     kinds = filesystems_by_device()
     assert kinds[os.stat("/proc/self/status").st_dev] == "proc"
     assert kinds.get(os.stat("/sys/devices/system/cpu/online").st_dev) == "sysfs"
+
+
+def test_a_kept_proc_descriptor_says_whether_it_is_still_the_same_process() -> None:
+    """The service keys what it knows of a pid (its pid namespace) on the descriptor kept
+    for /proc/<pid>/cgroup: the same while the process lives, gone once it exits."""
+    files = OpenFiles(capacity=8)
+    child = subprocess.Popen(["sleep", "60"])
+    path = f"/proc/{child.pid}/cgroup"
+    try:
+        files.read(path)
+        first = files.kept_since(path)
+        assert first is not None
+        files.read(path)
+        assert files.kept_since(path) == first
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(FileNotFoundError):  # reopened after ESRCH: no such pid now
+        files.read(path)
+    assert files.kept_since(path) is None
+    files.close()

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from procfs_view.cgroup.discovery import CgroupMembership, within_init
 from procfs_view.cgroup.reader import memory_stat_from
 from procfs_view.cgroup.records import (
     CpuQuota,
@@ -721,3 +722,38 @@ def test_key_picker_is_the_line_by_line_parse(texts: list[str], keys: list[str])
         except CgroupDataError:
             assert not expected
             assert text.strip()
+
+
+_segment = st.sampled_from(["ct", "init.scope", "system.slice", "a.service", "pod", "x"])
+_cgroup_path = st.lists(_segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
+
+
+@given(
+    caller=st.dictionaries(st.sampled_from(["memory", "cpu", "blkio"]), _cgroup_path),
+    init=st.dictionaries(st.sampled_from(["memory", "cpu", "blkio"]), _cgroup_path),
+    caller_unified=st.none() | _cgroup_path,
+    init_unified=st.none() | _cgroup_path,
+)
+def test_the_container_of_a_caller_encloses_it_and_is_never_the_root(
+    caller: dict[str, str],
+    init: dict[str, str],
+    caller_unified: str | None,
+    init_unified: str | None,
+) -> None:
+    """A caller's container cgroup is its own, or its init's when that strictly encloses
+    it; never the root (the host), never a cgroup that does not hold the caller."""
+    mine = CgroupMembership(5, dict(caller), caller_unified)
+    theirs = CgroupMembership(1, dict(init), init_unified)
+    lifted = within_init(mine, theirs)
+    assert lifted.pid == 5
+    assert set(lifted.v1) == set(caller)
+    pairs = [(caller[c], lifted.v1[c], init.get(c)) for c in caller]
+    pairs.append((caller_unified, lifted.unified, init_unified))
+    for own, shown, of_init in pairs:
+        if shown == own:
+            continue
+        assert shown == of_init
+        assert shown is not None
+        assert own is not None
+        assert shown != "/"
+        assert own.startswith(shown + "/")

@@ -9,6 +9,7 @@ import pytest
 
 from procfs_view.errors import CgroupDataError, ProcessGone, ServeHost
 from procfs_view.options import ViewOptions
+from procfs_view.service import ViewService
 from tests.fixtures import FixtureHost
 
 MIB = 1024 * 1024
@@ -223,3 +224,50 @@ def test_a_reread_is_fresh_for_the_same_caller_and_nothing_for_another(tmp_path:
     # A file that is the same for everyone is re-read for anyone.
     host_only, anyone = service.open_answer("proc/loadavg", 701)
     assert service.reread("proc/loadavg", 999, anyone) == host_only
+
+
+def _kb(text: bytes, key: str) -> int:
+    line = next(ln for ln in text.decode().splitlines() if ln.startswith(f"{key}:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_session_below_the_init_sees_its_containers_memory(tmp_path: Path, kind: str) -> None:
+    """A system container: init in <ct>/init.scope, an SSH session in a cgroup of its own
+    below <ct> without a limit. Its free must show the container's use, not its own."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(700, "/ct/init.scope", namespace="ct", nspid=(700, 1))
+    host.add_process(702, "/ct/user.slice/session-3.scope", namespace="ct", nspid=(702, 40))
+    host.set_memory("/ct", 256 * MIB, 200 * MIB)
+    host.set_memory("/ct/user.slice/session-3.scope", None, 10 * MIB)
+    meminfo = host.service().answer("proc/meminfo", 702)
+    assert _kb(meminfo, "MemTotal") == 256 * 1024
+    assert _kb(meminfo, "MemFree") == 56 * 1024
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_pods_sharing_a_pid_namespace_keep_their_own_cgroups(tmp_path: Path, kind: str) -> None:
+    """shareProcessNamespace: the pause container is the init, in a sibling cgroup; each
+    container keeps its own limit."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(800, "/pod/pause", namespace="pod", nspid=(800, 1))
+    host.add_process(801, "/pod/app", namespace="pod", nspid=(801, 7))
+    host.set_memory("/pod/pause", 8 * MIB, 1 * MIB)
+    host.set_memory("/pod/app", 128 * MIB, 20 * MIB)
+    meminfo = host.service().answer("proc/meminfo", 801)
+    assert _kb(meminfo, "MemTotal") == 128 * 1024
+    assert _kb(meminfo, "MemFree") == 108 * 1024
+
+
+def test_same_cgroups_other_namespace_is_another_cache_entry(tmp_path: Path) -> None:
+    """A host process placed in a container's session cgroup sees that cgroup; the
+    container's own session, read right after within the cache TTL, its container."""
+    host = FixtureHost(tmp_path, "v2")
+    host.add_process(700, "/ct/init.scope", namespace="ct", nspid=(700, 1))
+    host.add_process(702, "/ct/s", namespace="ct", nspid=(702, 40))
+    host.add_process(900, "/ct/s")  # the host's pid namespace
+    host.set_memory("/ct", 256 * MIB, 200 * MIB)
+    host.set_memory("/ct/s", None, 10 * MIB)
+    service = ViewService(host.roots(), ViewOptions(), cache_ttl=10.0)
+    assert _kb(service.answer("proc/meminfo", 900), "MemFree") == 246 * 1024
+    assert _kb(service.answer("proc/meminfo", 702), "MemFree") == 56 * 1024
