@@ -34,7 +34,7 @@ from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcfsViewError
 from procfs_view.fileio import DEFAULT_OPEN_FILES
 from procfs_view.fs import ViewFS
-from procfs_view.loadavg import LoadTracker
+from procfs_view.loadavg import LoadTracker, frozen_check
 from procfs_view.metrics import PrometheusMetrics
 from procfs_view.mountinfo import read_mountinfo
 from procfs_view.options import DEFAULT_BUSY_POLL
@@ -456,6 +456,8 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         metrics=metrics,
         open_files=config.open_files,
     )
+    if loads is not None:
+        loads.frozen = frozen_check(service.layout)
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
     # Outside the signal task's receiver a SIGTERM (or SIGHUP, SIGUSR1) at its default

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import trio
 
+from procfs_view.cgroup import CgroupLayout
 from procfs_view.views.loadavg import LoadSample
 
 log = logging.getLogger(__name__)
@@ -110,19 +111,74 @@ def _thread_ids(directory: str) -> list[int]:
     return []
 
 
-def count_threads(cgroup: Path, proc_root: Path = Path("/proc")) -> ThreadCount | None:
-    """Count R/D threads in ``cgroup`` and below; None if the cgroup is gone."""
+def _first_line_with(path: str, prefix: bytes) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            for line in handle.read().splitlines():
+                if line.startswith(prefix):
+                    return line
+    except OSError:
+        return None
+    return None
+
+
+class FrozenCheck:
+    """Whether a cgroup is frozen (``docker pause``, ``lxc freeze``, a checkpoint): the
+    kernel reports frozen tasks in state D, but its own load average leaves them out, so
+    ours must too, or a paused container with 50 threads climbs to a load of 50. v2 says
+    so in the cgroup's ``cgroup.events`` (``frozen 1``, also when an ancestor froze it);
+    v1 in ``freezer.state`` of the same path in the freezer hierarchy (FROZEN, or
+    FREEZING while its tasks stop)."""
+
+    def __init__(self, walked_root: Path | None = None, freezer_root: Path | None = None) -> None:
+        self.walked_root = walked_root  # the v1 hierarchy the sampler walks (cpu)
+        self.freezer_root = freezer_root  # the v1 freezer hierarchy, if any
+
+    def __call__(self, directory: str) -> bool:
+        events = _first_line_with(os.path.join(directory, "cgroup.events"), b"frozen ")
+        if events is not None:
+            return events.strip() == b"frozen 1"
+        if self.walked_root is None or self.freezer_root is None:
+            return False
+        relative = os.path.relpath(directory, self.walked_root)
+        if relative.startswith(".."):
+            return False
+        state = _first_line_with(
+            os.path.join(self.freezer_root, relative, "freezer.state"), b"FR"
+        )
+        return state is not None and state.strip() in (b"FROZEN", b"FREEZING")
+
+
+def frozen_check(layout: CgroupLayout) -> FrozenCheck:
+    """The FrozenCheck of this host: v1's freezer hierarchy beside the cpu one the sampler
+    walks (a v2 cgroup says it in its own directory)."""
+    walked = layout.hierarchy_for("cpu")
+    freezer = layout.hierarchy_for("freezer")
+    return FrozenCheck(
+        walked.mount_point if walked is not None and walked.version == 1 else None,
+        freezer.mount_point if freezer is not None and freezer.version == 1 else None,
+    )
+
+
+def count_threads(
+    cgroup: Path,
+    proc_root: Path = Path("/proc"),
+    frozen: Callable[[str], bool] | None = None,
+) -> ThreadCount | None:
+    """Count R/D threads in ``cgroup`` and below, but none of a frozen cgroup's (``frozen``
+    tells); None if the cgroup is gone."""
     if not cgroup.is_dir():
         return None
     running = total = last_pid = 0
     for directory, _subdirs, _files in os.walk(cgroup):
+        counts = frozen is None or not frozen(directory)
         for tid in _thread_ids(directory):
             state = _thread_state(proc_root, tid)
             if state is None:
                 continue
             total += 1
             last_pid = max(last_pid, tid)
-            if state in ("R", "D"):
+            if counts and state in ("R", "D"):
                 running += 1
     return ThreadCount(running, total, last_pid)
 
@@ -147,13 +203,15 @@ class LoadTracker:
         self.in_worker_thread = in_worker_thread
         self.cgroups: dict[Path, CgroupLoad] = {}
         self.last_round_seconds = 0.0
+        #: Set by the daemon from the cgroup layout (FrozenCheck); None counts every R/D.
+        self.frozen: Callable[[str], bool] | None = None
 
     def sample(self, cgroup: Path) -> LoadSample | None:
         """The averages of ``cgroup``, which becomes tracked. The first read shows zero
         averages (as the kernel's are at boot) with the current thread counts."""
         state = self.cgroups.get(cgroup)
         if state is None:
-            count = count_threads(cgroup, self.proc_root)
+            count = count_threads(cgroup, self.proc_root, self.frozen)
             if count is None:
                 return None
             state = self.cgroups[cgroup] = CgroupLoad(self.clock(), latest=count)
@@ -171,7 +229,7 @@ class LoadTracker:
     def count_all(self, cgroups: list[Path]) -> dict[Path, ThreadCount | None]:
         """One sampling pass (blocking I/O; run in a worker thread)."""
         started = time.perf_counter()
-        counts = {cgroup: count_threads(cgroup, self.proc_root) for cgroup in cgroups}
+        counts = {cgroup: count_threads(cgroup, self.proc_root, self.frozen) for cgroup in cgroups}
         self.last_round_seconds = time.perf_counter() - started
         return counts
 

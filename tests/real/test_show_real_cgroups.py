@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from procfs_view.cli import main
-from tests.cgroups import TestCgroup, test_cgroup, v1_kernel_counts_io_per_cgroup
+from procfs_view.loadavg import ThreadCount, count_threads, frozen_check
+from tests.cgroups import TestCgroup, host_layout, test_cgroup, v1_kernel_counts_io_per_cgroup
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup2vm, pytest.mark.usefixtures("real_cgroups")]
 
@@ -283,3 +284,54 @@ def test_a_session_below_the_container_init_sees_the_containers_memory(
     assert shown.returncode == 0, shown.stderr
     assert meminfo_kb(shown.stdout, "MemTotal") == 256 * 1024
     assert meminfo_kb(shown.stdout, "MemFree") <= (256 - 90) * 1024, shown.stdout
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_paused_container_puts_no_load_on_its_loadavg() -> None:
+    """docker pause freezes the container's cgroup; the kernel then shows its tasks in
+    state D (which the sampler counts as load, as LXCFS does) although its own load
+    average leaves frozen tasks out: a paused busy container must show no load."""
+    layout = host_layout()
+    with test_cgroup() as cgroup:
+        busy = cgroup.spawn([sys.executable, "-c", "while True: pass"])
+        sleeper = cgroup.spawn(["sleep", "120"])
+        walked = cgroup.directory("cpu")
+        check = frozen_check(layout)
+        _wait_for(lambda: (count_threads(walked, frozen=check) or ThreadCount()).running >= 1)
+        freezer: Path | None = None
+        if cgroup.version == 2:
+            state = cgroup.directory("memory")
+            (state / "cgroup.freeze").write_text("1")
+            _wait_for(lambda: "frozen 1" in (state / "cgroup.events").read_text())
+        else:
+            hierarchy = layout.hierarchy_for("freezer")
+            if hierarchy is None:
+                pytest.skip("no v1 freezer hierarchy")
+            freezer = hierarchy.mount_point / cgroup.name
+            freezer.mkdir()
+            for process in (busy, sleeper):
+                (freezer / "cgroup.procs").write_text(str(process.pid))
+            (freezer / "freezer.state").write_text("FROZEN")
+            _wait_for(lambda: (freezer / "freezer.state").read_text().strip() == "FROZEN")
+        try:
+            paused = count_threads(walked, frozen=check)
+        finally:
+            if freezer is None:
+                (cgroup.directory("memory") / "cgroup.freeze").write_text("0")
+            else:
+                (freezer / "freezer.state").write_text("THAWED")
+            for process in (busy, sleeper):
+                process.kill()
+                process.wait(timeout=30)
+            if freezer is not None:
+                _wait_for(lambda: not (freezer / "cgroup.procs").read_text().strip())
+                freezer.rmdir()
+    assert paused is not None
+    assert paused.total >= 2
+    assert paused.running == 0

@@ -11,6 +11,7 @@ import trio.testing
 from procfs_view.loadavg import (
     FIXED_1,
     CgroupLoad,
+    FrozenCheck,
     LoadTracker,
     ThreadCount,
     calc_load,
@@ -63,6 +64,33 @@ def test_counts_running_and_uninterruptible_threads_in_subtree(tmp_path: Path) -
     make_cgroup(top, "child", [20, 21, 99], threads_file="cgroup.threads")  # 99 exited
     assert count_threads(top, proc) == ThreadCount(running=3, total=5, last_pid=21)
     assert count_threads(tmp_path / "cg" / "gone", proc) is None
+
+
+def test_a_frozen_cgroups_threads_are_no_load(tmp_path: Path) -> None:
+    """docker pause / lxc freeze: the kernel shows frozen tasks in D, and its own load
+    average leaves them out. v2 says frozen in cgroup.events, v1 in the freezer
+    hierarchy's freezer.state of the same path."""
+    proc = tmp_path / "proc"
+    for tid, state in [(10, "R"), (11, "D"), (20, "R")]:
+        add_thread(proc, tid, state)
+    # v2: the paused container and, below it, a cgroup frozen with it.
+    v2 = make_cgroup(tmp_path / "v2", "ct", [10, 11])
+    (v2 / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    make_cgroup(v2, "child", [20])
+    (v2 / "child" / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    assert count_threads(v2, proc, FrozenCheck()) == ThreadCount(running=0, total=3, last_pid=20)
+    (v2 / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert count_threads(v2, proc, FrozenCheck()) == ThreadCount(running=2, total=3, last_pid=20)
+    # v1: the cpu hierarchy is walked, the freezer hierarchy tells.
+    cpu = make_cgroup(tmp_path / "cpu", "ct", [10, 11])
+    freezer = tmp_path / "freezer" / "ct"
+    freezer.mkdir(parents=True)
+    check = FrozenCheck(tmp_path / "cpu", tmp_path / "freezer")
+    for state, running in [("FROZEN", 0), ("FREEZING", 0), ("THAWED", 2)]:
+        (freezer / "freezer.state").write_text(f"{state}\n")
+        assert count_threads(cpu, proc, check) == ThreadCount(running, total=2, last_pid=11)
+    (freezer / "freezer.state").unlink()  # no freezer cgroup there: not frozen
+    assert count_threads(cpu, proc, check) == ThreadCount(running=2, total=2, last_pid=11)
 
 
 def test_first_read_shows_zero_averages_and_current_counts(tmp_path: Path) -> None:
