@@ -275,6 +275,19 @@ def _ratio(quota: int, period: int, what: str) -> float:
         raise CgroupDataError(f"{what}: bandwidth out of range") from None
 
 
+def _unified_is_the_containers(membership: CgroupMembership) -> bool:
+    """On a hybrid host whether the caller's v2 cgroup is its container's: with systemd's
+    driver it is the same path as its v1 ones, but with the cgroupfs driver every
+    container's processes share the runtime's (``0::/system.slice/containerd.service``),
+    whose pressure would be every container's together. So: at or below its v1 memory
+    (or cpu) cgroup."""
+    anchor = membership.v1.get("memory") or membership.v1.get("cpu")
+    unified = membership.unified
+    if anchor is None or unified is None:
+        return False
+    return unified == anchor or unified.startswith(anchor.rstrip("/") + "/")
+
+
 class CgroupReader:
     """Answers semantic questions about a process's cgroups (memory limit, cpuset, ...)."""
 
@@ -611,4 +624,6 @@ class CgroupReader:
         unified = self.locate_unified(membership)
         if unified is None or unified.is_root:
             raise ServeHost("no v2 cgroup: pressure is the host's")
+        if self.layout.v1 and not _unified_is_the_containers(membership):
+            raise ServeHost("the v2 cgroup is not the container's (a hybrid host's runtime)")
         return unified.read(f"{resource}.pressure").encode()

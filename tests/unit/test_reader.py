@@ -245,3 +245,21 @@ def test_v2_pressure_copied_and_v1_serves_host(tmp_path: Path) -> None:
     host1, reader1 = setup(tmp_path / "v1", "v1")
     with pytest.raises(ServeHost):
         reader1.pressure(read_membership(600, host1.proc), "memory")
+
+
+def test_hybrid_pressure_only_from_the_containers_own_v2_cgroup(tmp_path: Path) -> None:
+    """A hybrid host with the cgroupfs driver: containers' v1 cgroups are their own, their
+    v2 one the runtime's, shared by all: its pressure is no container's."""
+    host, reader = setup(tmp_path, "hybrid")
+    line = "some avg10=0.00 avg60=0.00 avg300=0.00 total=1"
+    for path in ("/docker/a", "/system.slice/containerd.service"):
+        directory = host.cgroup / "unified" / path.strip("/")
+        directory.mkdir(parents=True)
+        (directory / "memory.pressure").write_text(line + "\n")
+        (directory / "cgroup.type").write_text("domain\n")
+    v1_lines = "".join(f"{i + 1}:{c}:/docker/a\n" for i, c in enumerate(("memory", "cpu,cpuacct")))
+    (host.proc / "600" / "cgroup").write_text(v1_lines + "0::/system.slice/containerd.service\n")
+    with pytest.raises(ServeHost):
+        reader.pressure(read_membership(600, host.proc), "memory")
+    (host.proc / "600" / "cgroup").write_text(v1_lines + "0::/docker/a\n")  # systemd-like
+    assert reader.pressure(read_membership(600, host.proc), "memory") == (line + "\n").encode()
