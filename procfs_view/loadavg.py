@@ -1,6 +1,6 @@
 """Per-container load average: a trio task samples runnable threads of the cgroups being read.
 
-Every ``interval`` (5 s, the kernel's LOAD_FREQ) it counts, for each cgroup read in the last
+Every ``interval`` (5.01 s, as the kernel's LOAD_FREQ of 5 s and a tick) it counts, for each cgroup read in the last
 ``keep_for`` seconds, the threads in state R (running/runnable) or D (uninterruptible) in
 that cgroup and its descendants, and folds the count into 1/5/15-minute averages with the
 kernel's fixed-point arithmetic (kernel/sched/loadavg.c: FSHIFT 11, EXP_1 1884, EXP_5 2014,
@@ -34,7 +34,11 @@ FIXED_1 = 1 << FSHIFT
 EXP_1 = 1884  # FIXED_1 / exp(5 s / 1 min)
 EXP_5 = 2014  # FIXED_1 / exp(5 s / 5 min)
 EXP_15 = 2037  # FIXED_1 / exp(5 s / 15 min)
-LOAD_FREQ = 5.0
+#: The kernel samples every 5 s and one tick (5*HZ+1), not exactly 5 s, so that work
+#: done every 1 or 5 s is not always caught (or always missed) by the sample: a
+#: container whose cron job runs one second in five would otherwise show a load of 0 or
+#: 1 forever. 10 ms a round slides the sample over a whole second in under 9 minutes.
+LOAD_FREQ = 5.01
 #: Stop sampling a cgroup nobody has read for this long (seconds).
 KEEP_FOR = 600.0
 
