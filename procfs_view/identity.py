@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from procfs_view.errors import CgroupDataError, ProcessGone
+from procfs_view.errors import CgroupDataError, ProcessGone, ProcfsViewError
 from procfs_view.fileio import read_text
 from procfs_view.host import parse_start_ticks, pid_namespace
 
@@ -30,6 +30,18 @@ def parse_nspid(status_text: str) -> tuple[int, ...]:
             except ValueError:
                 break
     raise CgroupDataError("status: no NSpid line")
+
+
+def parse_ppid(status_text: str) -> int:
+    """The ``PPid:`` line of /proc/<pid>/status (0 for a process without a parent in
+    the reader's pid namespace)."""
+    for line in status_text.splitlines():
+        if line.startswith("PPid:"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                break
+    raise CgroupDataError("status: no PPid line")
 
 
 @dataclass
@@ -82,13 +94,35 @@ class InitFinder:
         cached = self._cache.get(namespace)
         if cached is not None and self._start_ticks(cached.pid) == cached.start_ticks:
             return cached.pid
-        init = pid if self._nspid(pid)[-1] == 1 else self._scan(namespace)
+        init = pid if self._nspid(pid)[-1] == 1 else self._ancestor_init(pid, namespace)
+        if init is None:
+            init = self._scan(namespace)
         start = self._start_ticks(init)
         if start is not None:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
             self._cache[namespace] = _CachedInit(init, start)
         return init
+
+    def _ancestor_init(self, pid: int, namespace: int) -> int | None:
+        """The init found up ``pid``'s parents, staying in ``namespace``: a namespace's
+        processes descend from its init (orphans are re-parented to it), so this takes
+        a few reads, where a scan reads every process on the node, which a tenant making
+        pid namespaces in a loop could make every read of a new one pay. None when the
+        chain leaves the namespace first (``docker exec``: its parent is the runtime's)."""
+        current = pid
+        for _step in range(64):
+            try:
+                status = read_text(f"{self.proc}/{current}/status", errors="surrogateescape")
+                if parse_nspid(status)[-1] == 1:
+                    return current
+                parent = parse_ppid(status)
+                if parent <= 0 or self._namespace(parent) != namespace:
+                    return None
+            except (OSError, ProcfsViewError):
+                return None
+            current = parent
+        return None
 
     def _scan(self, namespace: int) -> int:
         """Walk /proc in pid order for the process whose innermost pid is 1 there. If the

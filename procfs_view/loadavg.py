@@ -1,10 +1,10 @@
 """Per-container load average: a trio task samples runnable threads of the cgroups being read.
 
-Every ``interval`` (5.01 s, as the kernel's LOAD_FREQ of 5 s and a tick) it counts, for each cgroup read in the last
-``keep_for`` seconds, the threads in state R (running/runnable) or D (uninterruptible) in
-that cgroup and its descendants, and folds the count into 1/5/15-minute averages with the
-kernel's fixed-point arithmetic (kernel/sched/loadavg.c: FSHIFT 11, EXP_1 1884, EXP_5 2014,
-EXP_15 2037), so a container's numbers decay exactly like the host's.
+Every ``interval`` (5.01 s, as the kernel's LOAD_FREQ of 5 s and a tick) it counts, for each
+cgroup read in the last ``keep_for`` seconds, the threads in state R (running/runnable) or D
+(uninterruptible) in that cgroup and its descendants, and folds the count into 1/5/15-minute
+averages with the kernel's fixed-point arithmetic (kernel/sched/loadavg.c: FSHIFT 11, EXP_1
+1884, EXP_5 2014, EXP_15 2037), so a container's numbers decay exactly like the host's.
 
 Cost stays flat per container: a round reads each tracked cgroup's thread list once
 (``tasks`` on v1, ``cgroup.threads`` on v2: every thread, no per-process task listing)
@@ -147,9 +147,7 @@ class FrozenCheck:
         relative = os.path.relpath(directory, self.walked_root)
         if relative.startswith(".."):
             return False
-        state = _first_line_with(
-            os.path.join(self.freezer_root, relative, "freezer.state"), b"FR"
-        )
+        state = _first_line_with(os.path.join(self.freezer_root, relative, "freezer.state"), b"FR")
         return state is not None and state.strip() in (b"FROZEN", b"FREEZING")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from procfs_view.cli import main
+from procfs_view.identity import InitFinder
 from procfs_view.loadavg import ThreadCount, count_threads, frozen_check
 from tests.cgroups import TestCgroup, host_layout, test_cgroup, v1_kernel_counts_io_per_cgroup
 
@@ -335,3 +336,31 @@ def test_a_paused_container_puts_no_load_on_its_loadavg() -> None:
     assert paused is not None
     assert paused.total >= 2
     assert paused.running == 0
+
+
+def test_the_init_of_a_new_pid_namespace_is_found_up_the_parents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tenant allowed user namespaces can make pid namespaces in a loop and read from a
+    non-init process in each: finding its init must not scan every process on the node
+    each time (it walks up the parents)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    unshare = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", "sh", "-c",
+         "sleep 120 & echo started; wait"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert unshare.stdout is not None
+        assert unshare.stdout.readline() == "started\n"
+        (init,) = _children(unshare.pid)
+        (caller,) = _children(init)
+        finder = InitFinder()
+        monkeypatch.setattr(finder, "_scan", lambda namespace: pytest.fail("scanned /proc"))
+        assert finder.find(caller) == init
+    finally:
+        unshare.kill()
+        unshare.wait(timeout=30)
+        if unshare.stdout is not None:
+            unshare.stdout.close()
