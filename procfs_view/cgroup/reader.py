@@ -86,13 +86,22 @@ class CgroupDir:
         return _read(f"{self.path}/{name}", self.read_file)
 
     def read_optional(self, name: str) -> str | None:
-        """Read ``name`` or return None when this kernel/controller does not provide it."""
+        """Read ``name`` or return None when this kernel/controller does not provide it
+        (no such file in a cgroup that exists, or a read the kernel does not support).
+        Any other failure (EIO, EACCES, a removed cgroup) is no answer: CgroupUnavailable,
+        not the all-zero statistics or "no swap accounting" that None would mean."""
+        path = f"{self.path}/{name}"
         try:
-            return _read(f"{self.path}/{name}", self.read_file)
-        except CgroupUnavailable:
-            if not os.path.isdir(self.path):
-                raise
-            return None
+            data = self.read_file(path)
+        except OSError as error:
+            if error.errno in _NOT_PROVIDED and os.path.isdir(self.path):
+                return None
+            reason = errno.errorcode.get(error.errno or 0, str(error.errno))
+            raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            raise CgroupDataError(f"{path}: not ASCII text") from None
 
     def min_over_lineage(self, name: str) -> int | None:
         """The smallest limit in this cgroup and its ancestors (a parent's limit binds its
@@ -136,6 +145,10 @@ def _is_host_root(mount_point: Path, version: int) -> bool:
         ).exists()
     except OSError:
         return False
+
+
+#: Errors that mean "this kernel does not provide that file" for an optional one.
+_NOT_PROVIDED = frozenset({errno.ENOENT, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 def _read(path: str, read_file: Callable[[str], bytes] = read_bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,24 @@ def test_hybrid_pressure_only_from_the_containers_own_v2_cgroup(tmp_path: Path) 
         reader.pressure(read_membership(600, host.proc), "memory")
     (host.proc / "600" / "cgroup").write_text(v1_lines + "0::/docker/a\n")  # systemd-like
     assert reader.pressure(read_membership(600, host.proc), "memory") == (line + "\n").encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_optional_file_that_fails_to_read_is_no_answer(tmp_path: Path, kind: str) -> None:
+    """memory.stat that exists but fails (EIO, EACCES) is not "absent": all-zero stats
+    would show a full container as free. Absent (ENOENT) is still "not provided"."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(600, "/a/b", namespace="ct")
+    host.set_memory("/a/b", 64 << 20, 32 << 20)
+    layout = discover_layout(host.proc, host.cgroup)
+
+    def failing(path: str) -> bytes:
+        if path.endswith("/memory.stat"):
+            raise OSError(errno.EIO, "I/O error")
+        return Path(path).read_bytes()
+
+    with pytest.raises(CgroupUnavailable, match="EIO"):
+        CgroupReader(layout, failing).memory(read_membership(600, host.proc))
+    (host.cgroup_dir("memory", "/a/b") / "memory.stat").unlink()
+    record = CgroupReader(layout).memory(read_membership(600, host.proc))
+    assert record.usage == 32 << 20
