@@ -45,7 +45,9 @@ the new mount API through ``syscall(2)``:
 3. there it checks the path still shows that very mount (``statx`` mount id) and that it
    is dead, then ``move_mount(MOVE_MOUNT_BENEATH)`` slides the fresh bind under the
    dead one and ``umount2(MNT_DETACH)`` removes the dead one, so readers never see the
-   underlying host file in between (kernels before 6.5: unmount, then move on top).
+   underlying host file in between (kernels before 6.5: the fresh bind is stacked on top
+   of the dead one, which stays below it, hidden; only where that fails too is the dead
+   one unmounted before the move).
 
 The syscall numbers are the unified ones every architecture but alpha uses (since 5.2).
 A namespace that vanished mid-way is skipped; a failure in one never stops the others.
@@ -344,6 +346,10 @@ FAILED = "failed"
 GONE = "gone"  # the namespace or process vanished before we got in
 
 
+#: What a move_mount the kernel cannot do here answers (too old, or not this mount).
+_CANNOT = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
 def _state(path: bytes, mount_id: int) -> str:
     """``dead``, ALIVE or CHANGED for the mount ``mount_id`` expected at ``path``."""
     try:
@@ -371,14 +377,22 @@ def _replace(path: bytes, mount_id: int, tree_fd: int) -> str:
         return state
     try:
         move_mount(tree_fd, path, MOVE_MOUNT_BENEATH)
-        beneath = True
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        if exc.errno not in _CANNOT:
             raise
-        beneath = False  # kernel < 6.5, or a mount it cannot slide under
-    _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
-    if not beneath:
-        move_mount(tree_fd, path, 0)
+        # Kernel < 6.5, or a mount it cannot slide under: stack the fresh bind on top of
+        # the dead one, which stays below it, hidden. Detaching the dead one first would
+        # show the container the file beneath it (the host's /proc/meminfo) until the
+        # move, and for good if the move failed.
+        try:
+            move_mount(tree_fd, path, 0)
+        except OSError as stacked:
+            if stacked.errno not in _CANNOT:
+                raise
+            _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
+            move_mount(tree_fd, path, 0)
+    else:
+        _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
     os.statvfs(path)  # the fresh bind answers
     return FIXED
 
