@@ -77,7 +77,12 @@ def _stat(request: Request) -> bytes:
 
 def _uptime(request: Request) -> bytes:
     host_uptime, _ = request.host.uptime()
-    return uptime.render(host_uptime, request.container_start(), request.cpu_seconds_or_zero())
+    return uptime.render(
+        host_uptime,
+        request.container_start(),
+        request.cpu_seconds_or_zero(),
+        request.cpu_count_or_one(),
+    )
 
 
 def _loadavg(request: Request) -> bytes:

@@ -240,6 +240,14 @@ class Request:
         except (ServeHost, CgroupUnavailable, CgroupDataError):
             return 0.0
 
+    def cpu_count_or_one(self) -> int:
+        """How many CPUs the caller is shown (cpuinfo, stat, cpu/online); 1 when that
+        cannot be told (uptime's idle is then one CPU's worth, as it was)."""
+        try:
+            return self.visible_cpus().count
+        except (ServeHost, CgroupUnavailable, CgroupDataError):
+            return 1
+
     def container_start(self) -> float:
         """Seconds after boot at which the caller's container (its pid-namespace init)
         started. A caller in the host's pid namespace is the host: serve the host file."""

@@ -38,7 +38,7 @@ from procfs_view.parsers import (
     parse_flat_keyed,
     parse_usage_all,
 )
-from procfs_view.views import cpu_online, meminfo, stat
+from procfs_view.views import cpu_online, meminfo, stat, uptime
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
 
 DATA = Path(__file__).parent.parent / "data"
@@ -757,3 +757,25 @@ def test_the_container_of_a_caller_encloses_it_and_is_never_the_root(
         assert own is not None
         assert shown != "/"
         assert own.startswith(shown + "/")
+
+
+@given(
+    start=st.floats(0, 1e6),
+    steps=st.lists(
+        st.tuples(st.floats(0, 100), st.floats(0, 1)), min_size=1, max_size=20
+    ),  # (seconds passed, share of the CPUs kept busy)
+    cpus=st.integers(1, 256),
+)
+def test_uptime_idle_never_goes_back_for_a_container_on_its_cpus(
+    start: float, steps: list[tuple[float, float]], cpus: int
+) -> None:
+    """A cgroup limited to the CPUs it is shown uses at most that many CPU seconds a
+    second: its idle, summed over them as the kernel's, never decreases."""
+    now, busy = start, 0.0
+    last_idle = uptime.compute(now, start, busy, cpus)[1]
+    for elapsed, share in steps:
+        now += elapsed
+        busy += elapsed * cpus * share
+        idle = uptime.compute(now, start, busy, cpus)[1]
+        assert idle >= last_idle - 1e-6 * max(1.0, idle)
+        last_idle = idle

@@ -40,9 +40,16 @@ def test_uptime_of_a_fresh_container() -> None:
 
 
 def test_uptime_idle_never_negative() -> None:
-    """A container busy on 8 CPUs uses more CPU seconds than it has been up."""
+    """A container busy on 8 CPUs it is not shown uses more CPU seconds than it has."""
     assert uptime.compute(1000.0, 990.0, 80.0) == (10.0, 0.0)
     assert uptime.render(1000.0, 990.0, 80.0) == b"10.00 0.00\n"
+
+
+def test_uptime_idle_is_summed_over_the_containers_cpus() -> None:
+    """As the kernel's: a 2-CPU container up 100 s that used 150 CPU seconds was idle 50,
+    and keeps its idle while it keeps both CPUs busy (one CPU's worth showed 0, falling)."""
+    assert uptime.render(1100.0, 1000.0, 150.0, cpus=2) == b"100.00 50.00\n"
+    assert uptime.compute(1101.0, 1000.0, 152.0, cpus=2) == (101.0, 50.0)
 
 
 def test_uptime_never_negative_when_init_started_after_the_reading() -> None:
@@ -64,7 +71,7 @@ def test_service_uptime_of_a_fresh_container(tmp_path: Path, kind: str) -> None:
     assert UPTIME_FORMAT.match(text)
     up, idle = (float(field) for field in text.split())
     assert up == pytest.approx(2.0)
-    assert idle == pytest.approx(1.25)  # 2 s up, 0.75 s of CPU
+    assert idle == pytest.approx(7.25)  # 2 s up on the 4 CPUs it sees, 0.75 s of CPU
 
 
 @pytest.mark.parametrize("kind", KINDS)
