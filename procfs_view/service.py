@@ -183,14 +183,21 @@ class Request:
         if text is None:
             text = read_cgroup_text(self.pid, service.roots.proc, service.pid_files.read)
         caller = parse_proc_cgroup(self.pid, text)
-        init = service.inits.find(self.pid, self.namespace)
-        if init is None or init == self.pid:
-            return caller
         try:
+            init = service.inits.find(self.pid, self.namespace)
+            if init is None or init == self.pid:
+                return caller
             init_text = read_cgroup_text(init, service.roots.proc, service.pid_files.read)
-        except (ProcfsViewError, OSError):  # the init just exited: the caller's own
+        except ProcessGone as gone:
+            if gone.pid == self.pid:
+                raise
+            return caller  # the init just exited: the caller's own
+        except (ProcfsViewError, OSError):  # no init to be found: the caller's own
             return caller
-        return within_init(caller, parse_proc_cgroup(init, init_text))
+        container = within_init(caller, parse_proc_cgroup(init, init_text))
+        if container is not caller and service.cgroups.limited_below(caller, container):
+            return caller
+        return container
 
     def memory(self) -> MemoryRecord:
         """The caller's memory cgroup. On a host without swap every container is shown none

@@ -291,3 +291,28 @@ def test_v2_a_cgroup_without_the_memory_controller_is_charged_to_its_parent(
     # Accounted nowhere below the root: the host's.
     host.add_process(703, "/solo/svc", namespace="solo", nspid=(703, 1))
     assert service.answer("proc/meminfo", 703) == host_file(host, "proc/meminfo")
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_service_with_limits_of_its_own_keeps_its_own_cgroups(tmp_path: Path, kind: str) -> None:
+    """A JVM service with MemoryMax=512M (or a CPU quota, or fewer CPUs) in a system
+    container must see those, not the container's 8 GiB: it sizes its heap from them."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(700, "/ct/init.scope", namespace="ct", nspid=(700, 1))
+    host.add_process(702, "/ct/system.slice/jvm.service", namespace="ct", nspid=(702, 40))
+    host.add_process(703, "/ct/system.slice/cron.service", namespace="ct", nspid=(703, 41))
+    host.add_process(704, "/ct/system.slice/pinned.service", namespace="ct", nspid=(704, 42))
+    host.set_memory("/ct", 8192 * MIB, 1024 * MIB)
+    host.set_memory("/ct/system.slice/jvm.service", 512 * MIB, 100 * MIB)
+    host.set_memory("/ct/system.slice/cron.service", None, 10 * MIB)
+    host.set_memory("/ct/system.slice/pinned.service", None, 10 * MIB)
+    host.set_cpu("/ct", "0-3")
+    host.set_cpu("/ct/system.slice/jvm.service", "0-3")
+    host.set_cpu("/ct/system.slice/cron.service", "0-3", (50_000, 100_000))
+    host.set_cpu("/ct/system.slice/pinned.service", "1")
+    service = host.service()
+    assert _kb(service.answer("proc/meminfo", 702), "MemTotal") == 512 * 1024
+    # A CPU quota of its own keeps all its cgroups: its own usage under the 8 GiB.
+    assert _kb(service.answer("proc/meminfo", 703), "MemFree") == (8192 - 10) * 1024
+    assert service.answer("proc/cpuinfo", 704).count(b"processor\t: ") == 1
+    assert _kb(service.answer("proc/meminfo", 704), "MemFree") == (8192 - 10) * 1024
