@@ -24,7 +24,7 @@ import stat
 import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 import pyfuse3
 from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
@@ -52,6 +52,9 @@ MAX_OPEN_FILES_PER_CALLER = 16384
 #: probe's) fail with ENFILE. A container's tools hold a few (top, free -s and vmstat two
 #: each); the table can overrun by this much per container.
 FEW_OPEN_FILES = 64
+#: Past this everyone is refused: callers in ever more cgroups (sub-cgroups a tenant may
+#: make in a delegated subtree) cannot grow the table without bound, FEW_OPEN_FILES each.
+HARD_MAX_OPEN_FILES = 2 * MAX_OPEN_FILES
 #: What the open files of a file that is the same for everyone (no cgroup read to tell
 #: whose) count under, up to FEW_OPEN_FILES; past that their callers are asked for.
 _SAME_FOR_EVERYONE = object()
@@ -297,31 +300,38 @@ class ViewFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
+        count = len(self._handles)
+        owner: Hashable = _SAME_FOR_EVERYONE
+        if count >= MAX_OPEN_FILES:  # full: only a caller holding few gets in, so ask first
+            owner = self._service.owner_of(ctx.pid)
+            if count >= HARD_MAX_OPEN_FILES or self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES:
+                self._refuse(ctx.pid, count)  # before rendering anything for it
         content, caller = self._service.open_answer(node.path, ctx.pid)
-        owner = caller
-        if owner is None:  # the same for everyone: whose it is is asked only past a few
-            owner = _SAME_FOR_EVERYONE
-            if self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES:
-                owner = self._service.owner_of(ctx.pid)
+        if caller is not None:
+            owner = caller
+        elif owner is _SAME_FOR_EVERYONE and self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES:
+            owner = self._service.owner_of(ctx.pid)  # past a few: whose, as for any file
         held = self._open_by_owner.get(owner, 0)
         if held >= MAX_OPEN_FILES_PER_CALLER or (
-            held >= FEW_OPEN_FILES and len(self._handles) >= MAX_OPEN_FILES
+            held >= FEW_OPEN_FILES and count >= MAX_OPEN_FILES
         ):
-            suppressed = _unexpected.allow("open:ENFILE")
-            if suppressed is not None:
-                log.warning(
-                    "%d files open, %d of them by pid %d's cgroups: refusing it more with "
-                    "ENFILE (%d refused since last said)",
-                    len(self._handles),
-                    held,
-                    ctx.pid,
-                    suppressed,
-                )
-            raise pyfuse3.FUSEError(errno.ENFILE)
+            self._refuse(ctx.pid, count)
         self._open_by_owner[owner] = held + 1
         fh = FileHandleT(next(self._next_fh))
         self._handles[fh] = OpenFile(node.path, ctx.pid, caller, owner, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
+
+    def _refuse(self, pid: int, count: int) -> NoReturn:
+        suppressed = _unexpected.allow("open:ENFILE")
+        if suppressed is not None:
+            log.warning(
+                "%d files open: refusing pid %d's cgroups more with ENFILE (they hold many; "
+                "%d refused since last said)",
+                count,
+                pid,
+                suppressed,
+            )
+        raise pyfuse3.FUSEError(errno.ENFILE)
 
     @errno_boundary
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:

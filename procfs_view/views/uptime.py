@@ -19,8 +19,6 @@ def compute(
     return uptime, idle
 
 
-def render(
-    host_uptime: float, init_start: float, cpu_usage_seconds: float, cpus: int = 1
-) -> bytes:
+def render(host_uptime: float, init_start: float, cpu_usage_seconds: float, cpus: int = 1) -> bytes:
     uptime, idle = compute(host_uptime, init_start, cpu_usage_seconds, cpus)
     return f"{uptime:.2f} {idle:.2f}\n".encode()

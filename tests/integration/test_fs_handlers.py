@@ -55,7 +55,7 @@ class FakeService:
         return f"{path} for {pid} #{len(self.calls)}\n".encode(), caller
 
     def owner_of(self, pid: int) -> object:
-        return ("owner", pid)
+        return ("caller", pid)  # the same key as its answers' tokens, as the real service
 
     def reread(self, path: str, pid: int, caller: object) -> bytes | None:
         assert caller == ("caller", pid)
@@ -159,12 +159,18 @@ def test_open_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     every other container's reads fail)."""
     monkeypatch.setattr(fs_module, "MAX_OPEN_FILES", 3)
     monkeypatch.setattr(fs_module, "FEW_OPEN_FILES", 1)
-    fs = ViewFS(FakeService())
+    service = FakeService()
+    fs = ViewFS(service)
     inode = lookup_path(fs, "proc/stat").st_ino
     handles = [run(fs.open, inode, os.O_RDONLY, ctx()) for _ in range(3)]
     assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.ENFILE
     newcomer = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))  # holds none: still served
     assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=7)) == errno.ENFILE
+    calls = len(service.calls)
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx()) == errno.ENFILE
+    assert len(service.calls) == calls  # refused before anything was rendered for it
+    monkeypatch.setattr(fs_module, "HARD_MAX_OPEN_FILES", 4)  # past it, everyone
+    assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=8)) == errno.ENFILE
     run(fs.release, handles[0].fh)
     run(fs.release, newcomer.fh)
     handles[0] = run(fs.open, inode, os.O_RDONLY, ctx())
