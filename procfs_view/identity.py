@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from procfs_view.errors import CgroupDataError, ProcessGone, ProcfsViewError
+from procfs_view.errors import CgroupDataError, ProcessGone, ProcfsViewError, ServeHost
 from procfs_view.fileio import read_text
 from procfs_view.host import parse_start_ticks, pid_namespace
 
@@ -44,6 +46,10 @@ def parse_ppid(status_text: str) -> int:
     raise CgroupDataError("status: no PPid line")
 
 
+#: Scans of /proc for a new pid namespace's init allowed at once; one more each second.
+SCAN_BURST = 8
+
+
 @dataclass
 class _CachedInit:
     pid: int
@@ -53,11 +59,19 @@ class _CachedInit:
 class InitFinder:
     """Finds (and caches) the host pid of the init of a caller's pid namespace."""
 
-    def __init__(self, proc_root: Path = Path("/proc"), max_entries: int = 4096) -> None:
+    def __init__(
+        self,
+        proc_root: Path = Path("/proc"),
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.proc = proc_root
         self.max_entries = max_entries
+        self.clock = clock
         self._cache: dict[int, _CachedInit] = {}
         self._host_namespace: int | None = None
+        self._scans = float(SCAN_BURST)  # scans allowed now; one more each second
+        self._scans_at = clock()
 
     def _namespace(self, pid: int | str) -> int:
         return pid_namespace(self.proc, pid)
@@ -96,6 +110,7 @@ class InitFinder:
             return cached.pid
         init = pid if self._nspid(pid)[-1] == 1 else self._ancestor_init(pid, namespace)
         if init is None:
+            self._take_scan()
             init = self._scan(namespace)
         start = self._start_ticks(init)
         if start is not None:
@@ -103,6 +118,22 @@ class InitFinder:
                 self._cache.clear()
             self._cache[namespace] = _CachedInit(init, start)
         return init
+
+    def _take_scan(self) -> None:
+        """Spend one of the scans of /proc allowed (SCAN_BURST, then one a second): a scan
+        reads every process on the node in the FUSE thread, and a tenant can make pid
+        namespaces whose readers' parents are outside them (setns) in a loop.
+
+        Raises:
+            ServeHost: none left now; the caller is answered as for no init (its own
+                cgroups, the host's uptime) and the next read tries again.
+        """
+        now = self.clock()
+        self._scans = min(float(SCAN_BURST), self._scans + (now - self._scans_at))
+        self._scans_at = now
+        if self._scans < 1.0:
+            raise ServeHost("finding the init of new pid namespaces: too many at once")
+        self._scans -= 1.0
 
     def _ancestor_init(self, pid: int, namespace: int) -> int | None:
         """The init found up ``pid``'s parents, staying in ``namespace``: a namespace's

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view import identity
 from procfs_view.cgroup import parse_proc_cgroup
 from procfs_view.errors import CgroupDataError, ProcessGone, ServeHost
 from procfs_view.options import ViewOptions
@@ -316,3 +317,24 @@ def test_a_service_with_limits_of_its_own_keeps_its_own_cgroups(tmp_path: Path, 
     assert _kb(service.answer("proc/meminfo", 703), "MemFree") == (8192 - 10) * 1024
     assert service.answer("proc/cpuinfo", 704).count(b"processor\t: ") == 1
     assert _kb(service.answer("proc/meminfo", 704), "MemFree") == (8192 - 10) * 1024
+
+
+def test_scans_for_new_namespaces_inits_are_rate_limited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the init of a namespace whose reader's parents lie outside it (setns)
+    scans every process; a tenant making such namespaces in a loop gets the fallback
+    (its own cgroups, the host's uptime) past a burst, not the FUSE thread stalled."""
+    monkeypatch.setattr(identity, "SCAN_BURST", 1)
+    host = FixtureHost(tmp_path, "v2")
+    for index, name in enumerate(("a", "b")):
+        host.add_process(800 + index, f"/{name}", namespace=name, nspid=(800 + index, 1))
+        host.add_process(900 + index, f"/{name}", namespace=name, nspid=(900 + index, 7))
+    now = [100.0]
+    finder = identity.InitFinder(host.proc, clock=lambda: now[0])
+    assert finder.find(900) == 800
+    with pytest.raises(ServeHost):
+        finder.find(901)
+    now[0] += 1.0
+    assert finder.find(901) == 801
+    assert finder.find(900) == 800  # known namespaces are cached, no scan
