@@ -350,6 +350,8 @@ class Daemon:
                 ),
             )
             service.stat_states.adopt(self.service.stat_states, module.StatState)
+            if self.loads is not None:  # the layout was discovered afresh
+                self.loads.frozen = frozen_check(service.layout)
             self.fs.set_service(service)
         except Exception:
             log.exception("SIGUSR1: reload failed, still serving with the previous code")

@@ -74,13 +74,16 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
 
 
 def visible(entries: list[MountEntry]) -> list[MountEntry]:
-    """The entries a path lookup can reach, in their order: not those a later mount hides.
+    """The entries a path lookup can reach, in their order: not those a mount stacked on
+    them hides.
 
     A mount stacked on the same mount point (its parent is the mount it covers) hides that
     mount and everything mounted inside it, as when a container bind-mounts the host's
     /sys/fs/cgroup over the one its runtime made (the DaemonSet does): both are listed, and
     only the top one is what the path shows. A mount whose parent is not listed (the root of
-    a namespace, a chroot) counts as reachable."""
+    a namespace, a chroot) counts as reachable. (A later mount on one of its ancestor
+    directories, at another mount point of the same parent, also hides it; that is not
+    told here: no runtime mounts over /sys/fs that way.)"""
     by_id = {entry.mount_id: entry for entry in entries}
     covered = {
         entry.parent_id
