@@ -10,6 +10,7 @@ import errno
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ from procfs_view.parsers import (
 )
 
 PRESSURE_RESOURCES = ("cpu", "io", "memory")
+#: Seconds the v1 blkio layers found counting (and their devices) are kept.
+BLKIO_RECHECK = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +333,9 @@ class CgroupReader:
         self.read_file = read_file
         self._cfq_files = True  # until a blkio cgroup is seen without them
         self._said_blkio_uncounted = False
+        self._blkio_layers: dict[
+            Hierarchy, tuple[float, dict[str, frozenset[tuple[int, int]] | None]]
+        ] = {}
 
     # -- locating ---------------------------------------------------------------------------
 
@@ -639,9 +645,15 @@ class CgroupReader:
             wait = table("blkio.io_wait_time_recursive")
             service_time = table("blkio.io_service_time_recursive")
         else:  # no CFQ: its merge and time files are gone too, only the counts remain
-            layer = self._counting_blkio_layer(directory)
-            serviced = table(f"blkio.{layer}io_serviced_recursive")
-            service_bytes = table(f"blkio.{layer}io_service_bytes_recursive")
+            # Each device from the first layer that counts it (throttle, then BFQ).
+            service_bytes = {}
+            for layer, counted in self._counting_blkio_layers(directory).items():
+                layer_ios = table(f"blkio.{layer}io_serviced_recursive")
+                layer_bytes = table(f"blkio.{layer}io_service_bytes_recursive")
+                for device in set(layer_ios) | set(layer_bytes):
+                    if device not in serviced and (counted is None or device in counted):
+                        serviced[device] = layer_ios.get(device, {})
+                        service_bytes[device] = layer_bytes.get(device, {})
             merged = wait = service_time = {}
         devices: dict[tuple[int, int], IoCounters] = {}
         for device in set(serviced) | set(service_bytes):
@@ -666,27 +678,43 @@ class CgroupReader:
             )
         return IoRecord(devices)
 
-    def _counting_blkio_layer(self, directory: CgroupDir) -> str:
-        """``throttle.`` or ``bfq.``: the file prefix of the layer that counts this host's
-        I/O per cgroup, judged by the hierarchy root's totals (one kept-descriptor read
-        each). A root without the file (a fixture tree, a bind of a subtree) is trusted to
-        count, as before.
+    def _counting_blkio_layers(
+        self, directory: CgroupDir
+    ) -> dict[str, frozenset[tuple[int, int]] | None]:
+        """The layers that count this host's I/O per cgroup, each with the devices it
+        counts (judged by the hierarchy root's totals: a device it has counted I/O on),
+        throttle first; None for a root without the file (a fixture tree, a bind of a
+        subtree), trusted to count every device, as before. Kept for BLKIO_RECHECK
+        seconds: the root's recursive files make the kernel sum every cgroup.
 
         Raises:
-            ServeHost: neither layer has counted any I/O (kernel >= 6.10 without a
-                throttle rule, no BFQ device): the cgroup's numbers are not known.
+            ServeHost: no layer has counted any I/O (kernel >= 6.10 without a throttle
+                rule, no BFQ device): the cgroup's numbers are not known.
         """
-        root = CgroupDir(directory.hierarchy, directory.hierarchy.mount_point, self.read_file)
-        for layer in ("throttle.", "bfq."):
-            name = f"blkio.{layer}io_serviced_recursive"
-            text = root.read_optional(name)
-            if text is None:
-                if layer == "throttle.":
-                    return layer
-                continue
-            counted = parse_blkio_recursive(text, name)
-            if any(counts.get("Total", 0) > 0 for counts in counted.values()):
-                return layer
+        now = time.monotonic()
+        cached = self._blkio_layers.get(directory.hierarchy)
+        if cached is not None and now - cached[0] < BLKIO_RECHECK:
+            layers = cached[1]
+        else:
+            layers = {}
+            root = CgroupDir(directory.hierarchy, directory.hierarchy.mount_point, self.read_file)
+            for layer in ("throttle.", "bfq."):
+                name = f"blkio.{layer}io_serviced_recursive"
+                text = root.read_optional(name)
+                if text is None:
+                    if layer == "throttle.":
+                        layers[layer] = None
+                    continue
+                devices = frozenset(
+                    device
+                    for device, counts in parse_blkio_recursive(text, name).items()
+                    if counts.get("Total", 0) > 0
+                )
+                if devices:
+                    layers[layer] = devices
+            self._blkio_layers[directory.hierarchy] = (now, layers)
+        if layers:
+            return layers
         if not self._said_blkio_uncounted:
             self._said_blkio_uncounted = True
             log.warning(

@@ -349,6 +349,38 @@ def test_service_diskstats_v1_a_counting_throttle_layer_is_read(tmp_path: Path) 
     assert (vda[0], vda[4]) == (57, 12)
 
 
+def test_service_diskstats_v1_each_device_from_the_layer_that_counts_it(tmp_path: Path) -> None:
+    """Linux >= 6.10 with a throttle rule on one disk only: the throttle layer counts
+    that disk (vda); another one (zram0) only BFQ counts. Each comes from its own."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    host.write(
+        "blkio",
+        "/",
+        {
+            "blkio.throttle.io_serviced_recursive": "254:0 Read 900\n254:0 Total 900\nTotal 900",
+            "blkio.throttle.io_service_bytes_recursive": "254:0 Total 1\nTotal 1",
+            "blkio.bfq.io_serviced_recursive": "253:0 Read 50\n253:0 Total 50\nTotal 50",
+            "blkio.bfq.io_service_bytes_recursive": "253:0 Total 1\nTotal 1",
+        },
+    )
+    host.write(
+        "blkio",
+        "/ct",
+        {
+            "blkio.throttle.io_serviced_recursive": "254:0 Read 57\n254:0 Write 12\n"
+            "253:0 Read 0\n253:0 Total 69\nTotal 69",
+            "blkio.throttle.io_service_bytes_recursive": "254:0 Read 4096\nTotal 4096",
+            "blkio.bfq.io_serviced_recursive": "253:0 Read 5\n253:0 Write 3\nTotal 8",
+            "blkio.bfq.io_service_bytes_recursive": "253:0 Read 1024\n253:0 Write 512\nTotal 1",
+        },
+    )
+    stats = diskstats_of(host)
+    assert sorted(stats) == ["vda", "zram0"]
+    assert (stats["vda"][0], stats["vda"][4]) == (57, 12)
+    assert (stats["zram0"][0], stats["zram0"][4], stats["zram0"][2]) == (5, 3, 2)
+
+
 @pytest.mark.parametrize("kind", ["v1", "hybrid"])
 def test_service_diskstats_v1_cfq_files(tmp_path: Path, kind: str) -> None:
     host = FixtureHost(tmp_path, kind)
