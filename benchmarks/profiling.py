@@ -27,8 +27,12 @@ def _under(name: str) -> Callable[[Stack], bool]:
     return lambda stack: any(frame.startswith(name) for frame in stack)
 
 
+#: The service's one answering path (open_answer and reread both go through it).
+_ANSWER = "ViewService._answer"
+
+
 def _answer_syscall(stack: Stack) -> bool:
-    return _under("ViewService.answer")(stack) and stack[-1].startswith(_SYSCALL_LEAVES)
+    return _under(_ANSWER)(stack) and stack[-1].startswith(_SYSCALL_LEAVES)
 
 
 def _leaf(name: str) -> Callable[[Stack], bool]:
@@ -37,7 +41,7 @@ def _leaf(name: str) -> Callable[[Stack], bool]:
 
 PARTS: tuple[tuple[str, Callable[[Stack], bool]], ...] = (
     ("answer(): reading cgroup, /proc/<pid> and host files (syscalls)", _answer_syscall),
-    ("answer(): Python (parse, compute, render, cache, metrics)", _under("ViewService.answer")),
+    ("answer(): Python (parse, compute, render, cache, metrics)", _under(_ANSWER)),
     ("FUSE reply: writev to /dev/fuse (wakes the reader)", _leaf("writev")),
     ("FUSE receive: read from /dev/fuse", _leaf("read")),
     ("busy-poll for the next request (poll, sched_yield)", _under("_Readiness")),
