@@ -396,23 +396,6 @@ class CgroupReader:
             raise ServeHost(f"pid {membership.pid} is in the root {controller} cgroup")
         return directory
 
-    def _charged(self, directory: CgroupDir, controller_file: str) -> CgroupDir:
-        """The v2 cgroup a controller charges ``directory``'s processes to when it is not
-        enabled there (its parent's ``cgroup.subtree_control`` lacks it, so the cgroup has
-        none of its files): the nearest ancestor below the root that has
-        ``controller_file``, whose limit and usage the kernel applies to them.
-
-        Raises:
-            ServeHost: no cgroup below the root accounts for them (the host does).
-        """
-        for path in list(directory.lineage())[1:]:
-            ancestor = CgroupDir(directory.hierarchy, path, self.read_file)
-            if ancestor.is_root:
-                break
-            if os.path.exists(f"{path}/{controller_file}"):
-                return ancestor
-        raise ServeHost(f"no cgroup below the root has {controller_file} for {directory.path}")
-
     # -- memory -----------------------------------------------------------------------------
 
     def memory(self, membership: CgroupMembership, swap: bool = True) -> MemoryRecord:
@@ -427,9 +410,6 @@ class CgroupReader:
         directory = self._container(membership, "memory")
         v1 = directory.version == 1
         stat_text = directory.read_optional("memory.stat")
-        if stat_text is None and not v1 and not os.path.exists(f"{directory.path}/memory.current"):
-            directory = self._charged(directory, "memory.current")
-            stat_text = directory.read_optional("memory.stat")
         stat, hierarchical_limit, hierarchical_memsw_limit = (
             (MemoryStat(), None, None)
             if stat_text is None
@@ -594,11 +574,7 @@ class CgroupReader:
         if hierarchy is not None:
             return self._blkio_v1(self._container(membership, "blkio"))
         directory = self._container(membership, "io")
-        text = directory.read_optional("io.stat")
-        if text is None:
-            directory = self._charged(directory, "io.stat")
-            text = directory.read("io.stat")
-        devices = parse_nested_keyed(text, "io.stat")
+        devices = parse_nested_keyed(directory.read("io.stat"), "io.stat")
         return IoRecord(
             {
                 device: IoCounters(

@@ -219,17 +219,13 @@ def _children(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def _children_of(
-    container: TestCgroup, *names: str, controllers: tuple[str, ...] = ("memory",)
-) -> Iterator[list[list[str]]]:
+def _children_of(container: TestCgroup, *names: str) -> Iterator[list[list[str]]]:
     """Child cgroups of a test cgroup in every hierarchy (the cgroup.procs files of each
-    name), removed afterwards once empty. On v2 the children get ``controllers``; v1
-    cpusets start empty: they get the parent's."""
+    name), removed afterwards once empty. v1 cpusets start empty: they get the parent's."""
     made: list[Path] = []
     try:
-        if container.version == 2 and controllers:
-            subtree = container.directory("memory") / "cgroup.subtree_control"
-            subtree.write_text(" ".join(f"+{name}" for name in controllers))
+        if container.version == 2:  # the children get the controller the limit needs
+            (container.directory("memory") / "cgroup.subtree_control").write_text("+memory")
         for path in container.directories.values():
             for name in names:
                 (path / name).mkdir()
@@ -368,30 +364,3 @@ def test_the_init_of_a_new_pid_namespace_is_found_up_the_parents(
         unshare.wait(timeout=30)
         if unshare.stdout is not None:
             unshare.stdout.close()
-
-
-def test_v2_a_child_without_the_memory_controller_shows_its_parents_limit(
-    show: Callable[..., Shown],
-) -> None:
-    """A cgroup made below a container without delegating the memory controller to it
-    (not in the container's cgroup.subtree_control) has no memory files: the kernel
-    charges its processes to the container, whose limit is theirs."""
-    with test_cgroup(memory_limit=192 * MIB) as container:
-        if container.version != 2:
-            pytest.skip("v1 has no per-child controller delegation (cgroup2 VM test)")
-        with _children_of(container, "svc", controllers=()) as (svc,):
-            assert not (container.directory("memory") / "svc" / "memory.max").exists()
-
-            def join_svc() -> None:
-                for procs in svc:
-                    with open(procs, "w") as handle:
-                        handle.write(str(os.getpid()))
-
-            sleeper = subprocess.Popen(["sleep", "120"], preexec_fn=join_svc)
-            try:
-                shown = show(sleeper.pid, "meminfo")
-            finally:
-                sleeper.kill()
-                sleeper.wait(timeout=30)
-    assert shown.returncode == 0, shown.stderr
-    assert meminfo_kb(shown.stdout, "MemTotal") == 192 * 1024

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from procfs_view import identity
-from procfs_view.cgroup import parse_proc_cgroup
 from procfs_view.errors import CgroupDataError, ProcessGone, ServeHost
 from procfs_view.options import ViewOptions
 from procfs_view.service import ViewService
@@ -273,25 +272,6 @@ def test_same_cgroups_other_namespace_is_another_cache_entry(tmp_path: Path) -> 
     service = ViewService(host.roots(), ViewOptions(), cache_ttl=10.0)
     assert _kb(service.answer("proc/meminfo", 900), "MemFree") == 246 * 1024
     assert _kb(service.answer("proc/meminfo", 702), "MemFree") == 56 * 1024
-
-
-def test_v2_a_cgroup_without_the_memory_controller_is_charged_to_its_parent(
-    tmp_path: Path,
-) -> None:
-    """memory not in the parent's cgroup.subtree_control: the child has no memory files
-    and the kernel charges its processes to the parent, whose limit applies."""
-    host = FixtureHost(tmp_path, "v2")
-    host.add_process(702, "/ct/svc", namespace="ct", nspid=(702, 1))
-    host.set_memory("/ct", 256 * MIB, 200 * MIB)
-    host.write("io", "/ct", {"io.stat": "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0"})
-    service = host.service()
-    meminfo = service.answer("proc/meminfo", 702)
-    assert _kb(meminfo, "MemTotal") == 256 * 1024
-    assert _kb(meminfo, "MemFree") == 56 * 1024
-    assert service.cgroups.io(parse_proc_cgroup(702, "0::/ct/svc\n")).devices[(8, 0)].read_ios == 1
-    # Accounted nowhere below the root: the host's.
-    host.add_process(703, "/solo/svc", namespace="solo", nspid=(703, 1))
-    assert service.answer("proc/meminfo", 703) == host_file(host, "proc/meminfo")
 
 
 @pytest.mark.parametrize("kind", ["v1", "v2"])
