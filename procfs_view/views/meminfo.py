@@ -60,7 +60,10 @@ def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict
         "MemFree": free,
         "MemAvailable": available,
         "Buffers": 0,
-        "Cached": kb(stat.file),
+        # Within what is in use: memory.stat lags memory.current (the kernel folds its
+        # per-CPU counters into it every 2 s), so right after files are deleted, or with
+        # usage past the limit, file pages could exceed it and free's used go negative.
+        "Cached": min(kb(stat.file), total - free),
         "SwapCached": 0,
         "Active": kb(stat.active_anon + stat.active_file),
         "Inactive": kb(stat.inactive_anon + stat.inactive_file),
@@ -80,7 +83,8 @@ def compute(host: HostMeminfo, memory: MemoryRecord, swap_enabled: bool) -> dict
     }
     # v1's memory.stat has no slab keys: the cgroup's slab is then unknown, and showing the
     # host's would inflate free's buff/cache (Cached + SReclaimable) past MemTotal.
-    reclaimable_slab = kb(stat.slab_reclaimable or 0)
+    # buff/cache (Buffers + Cached + SReclaimable) within what is in use, as above.
+    reclaimable_slab = min(kb(stat.slab_reclaimable or 0), total - free - values["Cached"])
     unreclaimable_slab = kb(stat.slab_unreclaimable or 0)
     values["KReclaimable"] = reclaimable_slab
     values["SReclaimable"] = reclaimable_slab

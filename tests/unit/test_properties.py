@@ -172,6 +172,8 @@ def test_meminfo_values_are_sane(
     assert kb["SwapFree"] <= kb["SwapTotal"] <= host.kb("SwapTotal")
     if not swap_enabled or memory.swap is None:
         assert kb["SwapTotal"] == 0
+    # free's buff/cache fits in what is in use: its "used" is never negative.
+    assert kb["Buffers"] + kb["Cached"] + kb["SReclaimable"] <= total - kb["MemFree"]
     units = {entry.key: entry.unit for entry in host.entries}
     for key, value in kb.items():
         # Hugepagesize is the size of one huge page, not an amount of memory.
