@@ -270,23 +270,9 @@ def _cfs_v1_quota(directory: Path, read_file: Callable[[str], bytes]) -> float |
     return _ratio(quota, period, f"{directory}/cpu.cfs_quota_us")
 
 
-def _sets_limit(
-    path: Path, controller: str, version: int, read_file: Callable[[str], bytes]
-) -> bool:
-    """Whether cgroup ``path`` sets a ``controller`` limit of its own (not an ancestor's);
-    a cgroup without the files (the controller not enabled there) sets none."""
-    try:
-        if controller == "memory":
-            where = f"{path}/{'memory.limit_in_bytes' if version == 1 else 'memory.max'}"
-            return parse_limit(_read(where, read_file), where) is not None
-        if version == 1:
-            return _cfs_v1_quota(path, read_file) is not None
-        where = f"{path}/cpu.max"
-        return _cfs_v2_quota(_read(where, read_file), where) is not None
-    except CgroupUnavailable:
-        if not path.is_dir():
-            raise
-        return False
+def _tighter(mine: float | None, theirs: float | None) -> bool:
+    """Whether limit ``mine`` binds more than ``theirs`` (None: no limit)."""
+    return mine is not None and (theirs is None or mine < theirs)
 
 
 def _cfs_v2_quota(text: str, what: str) -> float | None:
@@ -365,26 +351,27 @@ class CgroupReader:
         return self._locate_in(membership, self.layout.unified, "unified")
 
     def limited_below(self, caller: CgroupMembership, container: CgroupMembership) -> bool:
-        """Whether a cgroup of the caller's below its container's (``within_init``) sets
-        a limit of its own: a memory limit or a CPU quota between the two (the caller's
-        included), or CPUs narrower than the container's. Such a caller (a JVM service
-        with ``MemoryMax=512M`` in a system container) must keep its own cgroups, or it
-        would be shown the container's 8 GiB and size its heap for them. Unreadable or
-        unparsable files count as a limit: the caller then keeps its own, as before."""
+        """Whether the caller's own cgroups, below its container's (``within_init``), limit
+        it more tightly than the container's do: a lower memory limit or CPU quota (set
+        on them or between), or fewer CPUs. Such a caller (a JVM service with
+        ``MemoryMax=512M`` in an 8 GiB system container) must keep its own cgroups, or it
+        would be shown 8 GiB and size its heap for them; a limit no tighter than the
+        container's changes nothing it would be shown. Unreadable or unparsable files
+        count as a limit: the caller then keeps its own, as before the lift."""
         try:
-            for controller in ("memory", "cpu"):
-                hierarchy = self.layout.hierarchy_for(controller)
-                if hierarchy is None:
-                    continue
-                own, top = caller.path_in(hierarchy), container.path_in(hierarchy)
-                if own is None or top is None or own == top:
-                    continue
-                stop = hierarchy.directory(top)
-                for path in _lineage(hierarchy.directory(own), hierarchy.mount_point):
-                    if path == stop:
-                        break
-                    if _sets_limit(path, controller, hierarchy.version, self.read_file):
+            memory = self.layout.hierarchy_for("memory")
+            if memory is not None:
+                own, top = caller.path_in(memory), container.path_in(memory)
+                if own is not None and top is not None and own != top:
+                    name = "memory.limit_in_bytes" if memory.version == 1 else "memory.max"
+                    mine = CgroupDir(memory, memory.directory(own), self.read_file)
+                    theirs = CgroupDir(memory, memory.directory(top), self.read_file)
+                    if _tighter(mine.min_over_lineage(name), theirs.min_over_lineage(name)):
                         return True
+            if self.layout.hierarchy_for("cpu") is not None and _tighter(
+                self.cpu_quota(caller).cpus, self.cpu_quota(container).cpus
+            ):
+                return True
             return self.cpuset(caller) != self.cpuset(container)
         except (CgroupUnavailable, CgroupDataError):
             return True

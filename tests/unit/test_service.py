@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
@@ -318,3 +319,29 @@ def test_scans_for_new_namespaces_inits_are_rate_limited(
     now[0] += 1.0
     assert finder.find(901) == 801
     assert finder.find(900) == 800  # known namespaces are cached, no scan
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_limit_no_tighter_than_the_containers_still_lifts(tmp_path: Path, kind: str) -> None:
+    """MemoryMax=16G on a service in an 8 GiB container changes nothing it would be shown:
+    it gets the container's numbers. A limit file it cannot read keeps its own."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(700, "/ct/init.scope", namespace="ct", nspid=(700, 1))
+    host.add_process(702, "/ct/loose.service", namespace="ct", nspid=(702, 40))
+    host.set_memory("/ct", 8192 * MIB, 1024 * MIB)
+    host.set_memory("/ct/loose.service", 16384 * MIB, 10 * MIB)
+    service = host.service()
+    assert _kb(service.answer("proc/meminfo", 702), "MemFree") == 7168 * 1024
+
+    failing_service = host.service()
+    reads = failing_service.cgroups.read_file
+    limit_file = "memory.limit_in_bytes" if kind == "v1" else "memory.max"
+
+    def failing(path: str) -> bytes:
+        if path.endswith(f"loose.service/{limit_file}"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return reads(path)
+
+    failing_service.cgroups.read_file = failing
+    meminfo = failing_service.answer("proc/meminfo", 702)
+    assert _kb(meminfo, "MemFree") != 7168 * 1024  # not lifted (or the host's file)
