@@ -52,8 +52,9 @@ MAX_OPEN_FILES_PER_CALLER = 16384
 #: probe's) fail with ENFILE. A container's tools hold a few (top, free -s and vmstat two
 #: each); the table can overrun by this much per container.
 FEW_OPEN_FILES = 64
-#: Past this everyone is refused: callers in ever more cgroups (sub-cgroups a tenant may
-#: make in a delegated subtree) cannot grow the table without bound, FEW_OPEN_FILES each.
+#: Past this everyone but the node's own callers is refused: callers in ever more cgroups
+#: (sub-cgroups a tenant may make in a delegated subtree) cannot grow the table without
+#: bound, FEW_OPEN_FILES each. (Such a tenant can still lock other tenants out.)
 HARD_MAX_OPEN_FILES = 2 * MAX_OPEN_FILES
 #: What the open files of a file that is the same for everyone (no cgroup read to tell
 #: whose) count under, up to FEW_OPEN_FILES; past that their callers are asked for.
@@ -76,6 +77,11 @@ class Service(Protocol):
 
     def reread(self, path: str, pid: int, caller: object) -> bytes | None:
         """The content afresh for the same caller, or None to keep what it had."""
+        ...
+
+    def is_host_caller(self, pid: int) -> bool:
+        """Whether ``pid`` is the node's own (the daemon's pid namespace: its liveness
+        probe, the node's tools), which no tenant's hoard may lock out."""
         ...
 
     def owner_of(self, pid: int) -> Hashable:
@@ -304,7 +310,9 @@ class ViewFS(pyfuse3.Operations):
         owner: Hashable = _SAME_FOR_EVERYONE
         if count >= MAX_OPEN_FILES:  # full: only a caller holding few gets in, so ask first
             owner = self._service.owner_of(ctx.pid)
-            if count >= HARD_MAX_OPEN_FILES or self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES:
+            if self._open_by_owner.get(owner, 0) >= FEW_OPEN_FILES or (
+                count >= HARD_MAX_OPEN_FILES and not self._service.is_host_caller(ctx.pid)
+            ):
                 self._refuse(ctx.pid, count)  # before rendering anything for it
         content, caller = self._service.open_answer(node.path, ctx.pid)
         if caller is not None:

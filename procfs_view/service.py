@@ -428,6 +428,14 @@ class ViewService:
             self._namespaces[pid] = (since, namespace)
         return namespace
 
+    def is_host_caller(self, pid: int) -> bool:
+        """Whether ``pid`` shares the daemon's pid namespace (the node's own processes:
+        the liveness probe, the node's tools)."""
+        try:
+            return self._caller_namespace(pid) == self.inits.host_namespace()
+        except (ProcfsViewError, OSError):
+            return False
+
     def owner_of(self, pid: int) -> str:
         """``pid``'s cgroups (its ``/proc/<pid>/cgroup``), which the FUSE layer bounds open
         files by; "" for a process that is gone. Asked only for the files that are the

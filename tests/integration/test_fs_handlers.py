@@ -54,6 +54,11 @@ class FakeService:
         caller = None if path in self.same_for_everyone else ("caller", pid)
         return f"{path} for {pid} #{len(self.calls)}\n".encode(), caller
 
+    host_callers: set[int] = field(default_factory=set)
+
+    def is_host_caller(self, pid: int) -> bool:
+        return pid in self.host_callers
+
     def owner_of(self, pid: int) -> object:
         return ("caller", pid)  # the same key as its answers' tokens, as the real service
 
@@ -171,6 +176,8 @@ def test_open_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(service.calls) == calls  # refused before anything was rendered for it
     monkeypatch.setattr(fs_module, "HARD_MAX_OPEN_FILES", 4)  # past it, everyone
     assert errno_of(fs.open, inode, os.O_RDONLY, ctx(pid=8)) == errno.ENFILE
+    service.host_callers.add(9)  # but the node's own (the liveness probe)
+    run(fs.release, run(fs.open, inode, os.O_RDONLY, ctx(pid=9)).fh)
     run(fs.release, handles[0].fh)
     run(fs.release, newcomer.fh)
     handles[0] = run(fs.open, inode, os.O_RDONLY, ctx())

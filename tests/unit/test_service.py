@@ -345,3 +345,12 @@ def test_a_limit_no_tighter_than_the_containers_still_lifts(tmp_path: Path, kind
     failing_service.cgroups.read_file = failing
     meminfo = failing_service.answer("proc/meminfo", 702)
     assert _kb(meminfo, "MemFree") != 7168 * 1024  # not lifted (or the host's file)
+
+
+def test_the_nodes_own_callers_are_told_apart(tmp_path: Path) -> None:
+    host = container(tmp_path)
+    host.add_process(900, "/system.slice/kubelet.service")  # the daemon's pid namespace
+    service = host.service()
+    assert service.is_host_caller(900)
+    assert not service.is_host_caller(700)
+    assert not service.is_host_caller(999)  # gone
