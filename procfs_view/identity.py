@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ class InitFinder:
         self.proc = proc_root
         self.max_entries = max_entries
         self.clock = clock
-        self._cache: dict[int, _CachedInit] = {}
+        self._cache: OrderedDict[int, _CachedInit] = OrderedDict()  # least recent first
         self._host_namespace: int | None = None
         self._scans = float(SCAN_BURST)  # scans allowed now; one more each second
         self._scans_at = clock()
@@ -107,6 +108,7 @@ class InitFinder:
             return None
         cached = self._cache.get(namespace)
         if cached is not None and self._start_ticks(cached.pid) == cached.start_ticks:
+            self._cache.move_to_end(namespace)
             return cached.pid
         init = pid if self._nspid(pid)[-1] == 1 else self._ancestor_init(pid, namespace)
         if init is None:
@@ -114,9 +116,10 @@ class InitFinder:
             init = self._scan(namespace)
         start = self._start_ticks(init)
         if start is not None:
-            if len(self._cache) >= self.max_entries:
-                self._cache.clear()
             self._cache[namespace] = _CachedInit(init, start)
+            self._cache.move_to_end(namespace)
+            while len(self._cache) > self.max_entries:  # the least recently asked go first:
+                self._cache.popitem(last=False)  # a tenant's flood cannot flush the others'
         return init
 
     def _take_scan(self) -> None:

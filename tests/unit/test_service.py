@@ -354,3 +354,16 @@ def test_the_nodes_own_callers_are_told_apart(tmp_path: Path) -> None:
     assert service.is_host_caller(900)
     assert not service.is_host_caller(700)
     assert not service.is_host_caller(999)  # gone
+
+
+def test_the_init_cache_lets_the_least_recent_go(tmp_path: Path) -> None:
+    """A flood of new namespaces pushes out the least recently asked, not everyone's."""
+    host = FixtureHost(tmp_path, "v2")
+    for index in range(4):
+        host.add_process(800 + index, f"/c{index}", namespace=f"n{index}", nspid=(800 + index, 1))
+    finder = identity.InitFinder(host.proc, max_entries=2)
+    assert finder.find(800) == 800
+    assert finder.find(801) == 801
+    assert finder.find(800) == 800  # asked again: the most recent now
+    finder.find(802)
+    assert list(finder._cache) == [finder._namespace(800), finder._namespace(802)]
