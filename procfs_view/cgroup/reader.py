@@ -320,7 +320,7 @@ class CgroupReader:
         self._cfq_files = True  # until a blkio cgroup is seen without them
         self._said_blkio_uncounted = False
         self._blkio_layers: dict[
-            Hierarchy, tuple[float, dict[str, frozenset[tuple[int, int]] | None]]
+            Hierarchy, tuple[float, dict[str, dict[tuple[int, int], int] | None]]
         ] = {}
 
     # -- locating ---------------------------------------------------------------------------
@@ -608,13 +608,18 @@ class CgroupReader:
             wait = table("blkio.io_wait_time_recursive")
             service_time = table("blkio.io_service_time_recursive")
         else:  # no CFQ: its merge and time files are gone too, only the counts remain
-            # Each device from the first layer that counts it (throttle, then BFQ).
+            # Each device from the layer that has counted the most of its I/O at the root
+            # (the one counting it longest: a throttle rule set on a BFQ disk later must
+            # not switch it to the throttle layer's fresh, smaller counts).
             service_bytes = {}
+            chosen: dict[tuple[int, int], int] = {}  # device -> its root total there
             for layer, counted in self._counting_blkio_layers(directory).items():
                 layer_ios = table(f"blkio.{layer}io_serviced_recursive")
                 layer_bytes = table(f"blkio.{layer}io_service_bytes_recursive")
                 for device in set(layer_ios) | set(layer_bytes):
-                    if device not in serviced and (counted is None or device in counted):
+                    at_root = 0 if counted is None else counted.get(device, -1)
+                    if at_root >= 0 and at_root > chosen.get(device, -1):
+                        chosen[device] = at_root
                         serviced[device] = layer_ios.get(device, {})
                         service_bytes[device] = layer_bytes.get(device, {})
             merged = wait = service_time = {}
@@ -643,12 +648,13 @@ class CgroupReader:
 
     def _counting_blkio_layers(
         self, directory: CgroupDir
-    ) -> dict[str, frozenset[tuple[int, int]] | None]:
+    ) -> dict[str, dict[tuple[int, int], int] | None]:
         """The layers that count this host's I/O per cgroup, each with the devices it
-        counts (judged by the hierarchy root's totals: a device it has counted I/O on),
-        throttle first; None for a root without the file (a fixture tree, a bind of a
-        subtree), trusted to count every device, as before. Kept for BLKIO_RECHECK
-        seconds: the root's recursive files make the kernel sum every cgroup.
+        counts and the I/Os it has counted on each at the hierarchy root (a device with
+        none is not counted there); None for a root without the file (a fixture tree, a
+        bind of a subtree), trusted to count every device, as before. Kept for
+        BLKIO_RECHECK seconds: the root's recursive files make the kernel sum every
+        cgroup.
 
         Raises:
             ServeHost: no layer has counted any I/O (kernel >= 6.10 without a throttle
@@ -668,11 +674,11 @@ class CgroupReader:
                     if layer == "throttle.":
                         layers[layer] = None
                     continue
-                devices = frozenset(
-                    device
+                devices = {
+                    device: counts.get("Total", 0)
                     for device, counts in parse_blkio_recursive(text, name).items()
                     if counts.get("Total", 0) > 0
-                )
+                }
                 if devices:
                     layers[layer] = devices
             self._blkio_layers[directory.hierarchy] = (now, layers)

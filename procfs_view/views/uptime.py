@@ -10,9 +10,11 @@ def compute(
 
     Uptime is measured from the container init's start (seconds after boot). Idle is, as
     the kernel's, summed over the CPUs the container is shown: ``cpus`` times the uptime
-    less the cgroup's CPU time, never negative. (LXCFS and earlier versions took one
-    CPU's worth: a container busy on two CPUs showed 0, and its idle went down while it
-    kept them busy.) With the cgroup limited to those CPUs the idle never goes back.
+    less the cgroup's CPU time, never negative. (LXCFS takes one CPU's worth and shows
+    the whole uptime as idle once the CPU time exceeds it; our earlier versions showed 0
+    then. Either way a container busy on two CPUs saw its idle go down.) With the cgroup
+    limited to those CPUs the idle never goes back, but for a cpuset narrowed under a
+    running container, which takes the removed CPUs' idle away.
     """
     uptime = max(0.0, host_uptime - init_start)
     idle = max(0.0, uptime * max(1, cpus) - max(0.0, cpu_usage_seconds))

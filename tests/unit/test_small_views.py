@@ -381,6 +381,34 @@ def test_service_diskstats_v1_each_device_from_the_layer_that_counts_it(tmp_path
     assert (stats["zram0"][0], stats["zram0"][4], stats["zram0"][2]) == (5, 3, 2)
 
 
+def test_service_diskstats_v1_a_device_stays_with_the_layer_counting_it_longest(
+    tmp_path: Path,
+) -> None:
+    """A throttle rule set later on a BFQ disk makes the throttle layer count it too, from
+    then on: the disk stays with BFQ's counts (since boot), never drops to the new ones."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    host.write(
+        "blkio",
+        "/",
+        {
+            "blkio.throttle.io_serviced_recursive": "254:0 Read 10\n254:0 Total 10\nTotal 10",
+            "blkio.bfq.io_serviced_recursive": "254:0 Read 900\n254:0 Total 900\nTotal 900",
+        },
+    )
+    host.write(
+        "blkio",
+        "/ct",
+        {
+            "blkio.throttle.io_serviced_recursive": "254:0 Read 2\n254:0 Total 2\nTotal 2",
+            "blkio.throttle.io_service_bytes_recursive": "254:0 Read 1024\nTotal 1024",
+            "blkio.bfq.io_serviced_recursive": "254:0 Read 57\n254:0 Total 57\nTotal 57",
+            "blkio.bfq.io_service_bytes_recursive": "254:0 Read 4096\nTotal 4096",
+        },
+    )
+    assert diskstats_of(host)["vda"][0] == 57
+
+
 @pytest.mark.parametrize("kind", ["v1", "hybrid"])
 def test_service_diskstats_v1_cfq_files(tmp_path: Path, kind: str) -> None:
     host = FixtureHost(tmp_path, kind)
