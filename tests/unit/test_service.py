@@ -367,3 +367,17 @@ def test_the_init_cache_lets_the_least_recent_go(tmp_path: Path) -> None:
     assert finder.find(800) == 800  # asked again: the most recent now
     finder.find(802)
     assert list(finder._cache) == [finder._namespace(800), finder._namespace(802)]
+
+
+def test_past_the_scan_budget_a_caller_gets_its_own_cgroups_and_the_hosts_uptime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(identity, "SCAN_BURST", 0)
+    host = FixtureHost(tmp_path, "v2")
+    host.add_process(800, "/ct/init.scope", namespace="ct", nspid=(800, 1))
+    host.add_process(802, "/ct/s", namespace="ct", nspid=(802, 9))  # needs a scan
+    host.set_memory("/ct", 256 * MIB, 200 * MIB)
+    host.set_memory("/ct/s", 128 * MIB, 10 * MIB)
+    service = host.service()
+    assert _kb(service.answer("proc/meminfo", 802), "MemTotal") == 128 * 1024  # its own
+    assert service.answer("proc/uptime", 802) == host_file(host, "proc/uptime")
