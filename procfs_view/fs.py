@@ -85,8 +85,9 @@ class Service(Protocol):
         ...
 
     def owner_of(self, pid: int) -> Hashable:
-        """Who ``pid`` is for the per-caller bound, when ``open_answer``'s token was None
-        (a file that is the same for everyone)."""
+        """Who ``pid`` is for the per-caller bound (the same key as ``open_answer``'s
+        tokens), asked when the table is full or the token was None (a file that is the
+        same for everyone)."""
         ...
 
 
@@ -333,8 +334,8 @@ class ViewFS(pyfuse3.Operations):
         suppressed = _unexpected.allow("open:ENFILE")
         if suppressed is not None:
             log.warning(
-                "%d files open: refusing pid %d's cgroups more with ENFILE (they hold many; "
-                "%d refused since last said)",
+                "%d files open: refusing pid %d's cgroups more with ENFILE (they hold many, "
+                "or the table is at its hard bound; %d refused since last said)",
                 count,
                 pid,
                 suppressed,

@@ -438,8 +438,8 @@ class ViewService:
 
     def owner_of(self, pid: int) -> str:
         """``pid``'s cgroups (its ``/proc/<pid>/cgroup``), which the FUSE layer bounds open
-        files by; "" for a process that is gone. Asked only for the files that are the
-        same for everyone, whose answers read no cgroup."""
+        files by; "" for a process that is gone. Asked when the table is full, and for
+        files that are the same for everyone (their answers read no cgroup)."""
         try:
             return read_cgroup_text(pid, self.roots.proc, self.pid_files.read)
         except (ProcfsViewError, OSError):  # ProcessGone among them

@@ -99,12 +99,8 @@ class CgroupDir:
         except OSError as error:
             if error.errno in _NOT_PROVIDED and os.path.isdir(self.path):
                 return None
-            reason = errno.errorcode.get(error.errno or 0, str(error.errno))
-            raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
-        try:
-            return data.decode("ascii")
-        except UnicodeDecodeError:
-            raise CgroupDataError(f"{path}: not ASCII text") from None
+            raise _unreadable(path, error) from None
+        return _ascii(data, path)
 
     def min_over_lineage(self, name: str) -> int | None:
         """The smallest limit in this cgroup and its ancestors (a parent's limit binds its
@@ -158,8 +154,16 @@ def _read(path: str, read_file: Callable[[str], bytes] = read_bytes) -> str:
     try:
         data = read_file(path)
     except OSError as error:
-        reason = errno.errorcode.get(error.errno or 0, str(error.errno))
-        raise CgroupUnavailable(f"cannot read {path}: {reason}") from None
+        raise _unreadable(path, error) from None
+    return _ascii(data, path)
+
+
+def _unreadable(path: str, error: OSError) -> CgroupUnavailable:
+    reason = errno.errorcode.get(error.errno or 0, str(error.errno))
+    return CgroupUnavailable(f"cannot read {path}: {reason}")
+
+
+def _ascii(data: bytes, path: str) -> str:
     try:
         return data.decode("ascii")
     except UnicodeDecodeError:
