@@ -118,8 +118,8 @@ class InitFinder:
         if start is not None:
             self._cache[namespace] = _CachedInit(init, start)
             self._cache.move_to_end(namespace)
-            while len(self._cache) > self.max_entries:  # the least recently asked go first:
-                self._cache.popitem(last=False)  # a tenant's flood cannot flush the others'
+            while len(self._cache) > self.max_entries:  # the least recently asked go first
+                self._cache.popitem(last=False)  # (the containers being read stay)
         return init
 
     def _take_scan(self) -> None:

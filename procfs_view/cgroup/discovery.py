@@ -286,12 +286,13 @@ def within_init(caller: CgroupMembership, init: CgroupMembership) -> CgroupMembe
     LXD/Incus, nspawn or systemd-in-Docker container: ``<ct>/user.slice/session-3.scope``
     under an init in ``<ct>/init.scope``), the init's; else the caller's own.
 
-    The container is then what the kernel limits: a session's sub-cgroup has no limit of
-    its own, and its usage alone under the container's limit showed nearly all of it free.
-    (The service keeps the caller's own when a cgroup of its below the init's sets a limit
-    of its own: ``CgroupReader.limited_below``.) LXCFS always takes the init's; a caller
-    outside the init's cgroup keeps its own, which is what Kubernetes pods sharing a pid
-    namespace need (the pause container is their init, in a cgroup of its own)."""
+    The container is then what the kernel limits: a session's sub-cgroup has no limit of its
+    own, and its usage alone under the container's limit showed nearly all of it free. (The
+    service keeps the caller's own when those limit it more tightly than the init's: a lower
+    memory limit or CPU quota, or fewer CPUs; ``CgroupReader.limited_below``.) LXCFS always
+    takes the init's; a caller outside the init's cgroup keeps its own, which is what
+    Kubernetes pods sharing a pid namespace need (the pause container is their init, in a
+    cgroup of its own)."""
     v1 = {
         controller: (init_path if _below(path, init_path := init.v1.get(controller, "/")) else path)
         for controller, path in caller.v1.items()

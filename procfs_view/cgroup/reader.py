@@ -274,6 +274,19 @@ def _cfs_v1_quota(directory: Path, read_file: Callable[[str], bytes]) -> float |
     return _ratio(quota, period, f"{directory}/cpu.cfs_quota_us")
 
 
+def _set_limit(directory: CgroupDir, name: str) -> int | None:
+    """The tightest limit ``name`` set on ``directory`` and its ancestors, skipping the
+    cgroups without the file (the controller not enabled there: a v2 cgroup below one
+    that holds processes, a unit without accounting); other read failures raise."""
+    tightest: int | None = None
+    for path in directory.limit_lineage():
+        text = CgroupDir(directory.hierarchy, path, directory.read_file).read_optional(name)
+        value = None if text is None else parse_limit(text, f"{path}/{name}")
+        if value is not None and (tightest is None or value < tightest):
+            tightest = value
+    return tightest
+
+
 def _tighter(mine: float | None, theirs: float | None) -> bool:
     """Whether limit ``mine`` binds more than ``theirs`` (None: no limit)."""
     return mine is not None and (theirs is None or mine < theirs)
@@ -323,6 +336,7 @@ class CgroupReader:
         self.read_file = read_file
         self._cfq_files = True  # until a blkio cgroup is seen without them
         self._said_blkio_uncounted = False
+        self._blkio_layer_of: dict[tuple[Hierarchy, tuple[int, int]], str] = {}
         self._blkio_layers: dict[
             Hierarchy, tuple[float, dict[str, dict[tuple[int, int], int] | None]]
         ] = {}
@@ -370,10 +384,13 @@ class CgroupReader:
                     name = "memory.limit_in_bytes" if memory.version == 1 else "memory.max"
                     mine = CgroupDir(memory, memory.directory(own), self.read_file)
                     theirs = CgroupDir(memory, memory.directory(top), self.read_file)
-                    if _tighter(mine.min_over_lineage(name), theirs.min_over_lineage(name)):
+                    if _tighter(_set_limit(mine, name), _set_limit(theirs, name)):
                         return True
-            if self.layout.hierarchy_for("cpu") is not None and _tighter(
-                self.cpu_quota(caller).cpus, self.cpu_quota(container).cpus
+            cpu = self.layout.hierarchy_for("cpu")
+            if (
+                cpu is not None
+                and caller.path_in(cpu) is not None
+                and _tighter(self.cpu_quota(caller).cpus, self.cpu_quota(container).cpus)
             ):
                 return True
             return self.cpuset(caller) != self.cpuset(container)
@@ -612,20 +629,35 @@ class CgroupReader:
             wait = table("blkio.io_wait_time_recursive")
             service_time = table("blkio.io_service_time_recursive")
         else:  # no CFQ: its merge and time files are gone too, only the counts remain
-            # Each device from the layer that has counted the most of its I/O at the root
-            # (the one counting it longest: a throttle rule set on a BFQ disk later must
-            # not switch it to the throttle layer's fresh, smaller counts).
+            # Each device from one layer that counts it, and always the same one while it
+            # does: first the one that has counted the most of its I/O at the root (the
+            # one counting it longest), so a throttle rule set later on a BFQ disk does not
+            # switch it to the throttle layer's fresh, smaller counts (nor back).
             service_bytes = {}
-            chosen: dict[tuple[int, int], int] = {}  # device -> its root total there
-            for layer, counted in self._counting_blkio_layers(directory).items():
-                layer_ios = table(f"blkio.{layer}io_serviced_recursive")
-                layer_bytes = table(f"blkio.{layer}io_service_bytes_recursive")
-                for device in set(layer_ios) | set(layer_bytes):
-                    at_root = 0 if counted is None else counted.get(device, -1)
-                    if at_root >= 0 and at_root > chosen.get(device, -1):
-                        chosen[device] = at_root
-                        serviced[device] = layer_ios.get(device, {})
-                        service_bytes[device] = layer_bytes.get(device, {})
+            layers = self._counting_blkio_layers(directory)
+            tables = {
+                layer: (
+                    table(f"blkio.{layer}io_serviced_recursive"),
+                    table(f"blkio.{layer}io_service_bytes_recursive"),
+                )
+                for layer in layers
+            }
+            for device in {d for ios, size in tables.values() for d in (*ios, *size)}:
+                counting = {
+                    layer: 0 if counted is None else counted[device]
+                    for layer, counted in layers.items()
+                    if (counted is None or device in counted)
+                    and (device in tables[layer][0] or device in tables[layer][1])
+                }
+                if not counting:
+                    continue
+                key = (directory.hierarchy, device)
+                layer = self._blkio_layer_of.get(key, "")
+                if layer not in counting:
+                    layer = max(counting, key=lambda name: counting[name])
+                    self._blkio_layer_of[key] = layer
+                serviced[device] = tables[layer][0].get(device, {})
+                service_bytes[device] = tables[layer][1].get(device, {})
             merged = wait = service_time = {}
         devices: dict[tuple[int, int], IoCounters] = {}
         for device in set(serviced) | set(service_bytes):

@@ -381,3 +381,18 @@ def test_past_the_scan_budget_a_caller_gets_its_own_cgroups_and_the_hosts_uptime
     service = host.service()
     assert _kb(service.answer("proc/meminfo", 802), "MemTotal") == 128 * 1024  # its own
     assert service.answer("proc/uptime", 802) == host_file(host, "proc/uptime")
+
+
+def test_v2_a_caller_below_its_init_without_the_memory_controller_is_lifted(
+    tmp_path: Path,
+) -> None:
+    """v2 forbids enabling memory below a cgroup that holds processes (an init that is
+    not systemd, in <ct> itself): the caller's cgroup has no memory files, so no limit of
+    its own. It gets its container's numbers, not the host file."""
+    host = FixtureHost(tmp_path, "v2")
+    host.add_process(700, "/ct", namespace="ct", nspid=(700, 1))
+    host.add_process(702, "/ct/svc", namespace="ct", nspid=(702, 40))
+    host.set_memory("/ct", 256 * MIB, 200 * MIB)
+    meminfo = host.service().answer("proc/meminfo", 702)
+    assert _kb(meminfo, "MemTotal") == 256 * 1024
+    assert _kb(meminfo, "MemFree") == 56 * 1024

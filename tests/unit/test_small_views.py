@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view.cgroup import reader as reader_module
 from procfs_view.cgroup.records import IoCounters, IoRecord
 from procfs_view.host import DiskLine, parse_diskstats
 from procfs_view.options import ViewOptions
@@ -407,6 +408,35 @@ def test_service_diskstats_v1_a_device_stays_with_the_layer_counting_it_longest(
         },
     )
     assert diskstats_of(host)["vda"][0] == 57
+
+
+def test_service_diskstats_v1_a_device_keeps_its_layer_when_the_totals_cross(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The throttle layer counts bios, BFQ requests: once a rule is set the throttle total
+    can overtake BFQ's. The device keeps the layer it was served from."""
+    monkeypatch.setattr(reader_module, "BLKIO_RECHECK", 0.0)
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    own = {
+        "blkio.throttle.io_serviced_recursive": "254:0 Read 2\n254:0 Total 2\nTotal 2",
+        "blkio.throttle.io_service_bytes_recursive": "254:0 Read 1024\nTotal 1024",
+        "blkio.bfq.io_serviced_recursive": "254:0 Read 57\n254:0 Total 57\nTotal 57",
+        "blkio.bfq.io_service_bytes_recursive": "254:0 Read 4096\nTotal 4096",
+    }
+    host.write("blkio", "/ct", own)
+    service = host.service()
+    for throttle_total in (10, 2000):
+        host.write(
+            "blkio",
+            "/",
+            {
+                "blkio.throttle.io_serviced_recursive": f"254:0 Total {throttle_total}\nTotal 1",
+                "blkio.bfq.io_serviced_recursive": "254:0 Read 900\n254:0 Total 900\nTotal 900",
+            },
+        )
+        text = service.render("proc/diskstats", CT).decode()
+        assert {d.name: d.counters for d in parse_diskstats(text)}["vda"][0] == 57
 
 
 @pytest.mark.parametrize("kind", ["v1", "hybrid"])
