@@ -275,9 +275,15 @@ def parse_proc_cgroup(pid: int, text: str) -> CgroupMembership:
     return CgroupMembership(pid, v1, unified)
 
 
+def cgroup_within(path: str, ancestor: str) -> bool:
+    """Whether cgroup ``path`` (as /proc/<pid>/cgroup writes it) is ``ancestor`` or lies
+    below it."""
+    return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
+
+
 def _below(path: str, ancestor: str) -> bool:
     """Whether cgroup ``path`` lies strictly below ``ancestor`` (not the root)."""
-    return ancestor != "/" and path.startswith(ancestor.rstrip("/") + "/")
+    return ancestor != "/" and path != ancestor and cgroup_within(path, ancestor)
 
 
 def within_init(caller: CgroupMembership, init: CgroupMembership) -> CgroupMembership:

@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procfs_view.cgroup.discovery import CgroupLayout, CgroupMembership, Hierarchy
+from procfs_view.cgroup.discovery import (
+    CgroupLayout,
+    CgroupMembership,
+    Hierarchy,
+    cgroup_within,
+)
 from procfs_view.cgroup.records import (
     CpuQuota,
     CpuTimes,
@@ -102,18 +107,26 @@ class CgroupDir:
             raise _unreadable(path, error) from None
         return _ascii(data, path)
 
-    def min_over_lineage(self, name: str) -> int | None:
+    def min_over_lineage(self, name: str, absent_sets_none: bool = False) -> int | None:
         """The smallest limit in this cgroup and its ancestors (a parent's limit binds its
-        children). Ancestors lacking the file (the v2 root) are skipped."""
+        children). By default this cgroup's file must be readable and ancestors lacking
+        it (the v2 root) are skipped; with ``absent_sets_none`` a cgroup without the file
+        (the controller not enabled there: a v2 cgroup below one that holds processes, a
+        unit without accounting) sets no limit, and any other read failure raises."""
         tightest: int | None = None
         for index, path in enumerate(self.limit_lineage()):
             where = f"{path}/{name}"
-            try:
-                text = _read(where, self.read_file)
-            except CgroupUnavailable:
-                if index == 0:
-                    raise
-                continue
+            if absent_sets_none:
+                text = CgroupDir(self.hierarchy, path, self.read_file).read_optional(name)
+                if text is None:
+                    continue
+            else:
+                try:
+                    text = _read(where, self.read_file)
+                except CgroupUnavailable:
+                    if index == 0:
+                        raise
+                    continue
             value = parse_limit(text, where)
             if value is not None and (tightest is None or value < tightest):
                 tightest = value
@@ -274,19 +287,6 @@ def _cfs_v1_quota(directory: Path, read_file: Callable[[str], bytes]) -> float |
     return _ratio(quota, period, f"{directory}/cpu.cfs_quota_us")
 
 
-def _set_limit(directory: CgroupDir, name: str) -> int | None:
-    """The tightest limit ``name`` set on ``directory`` and its ancestors, skipping the
-    cgroups without the file (the controller not enabled there: a v2 cgroup below one
-    that holds processes, a unit without accounting); other read failures raise."""
-    tightest: int | None = None
-    for path in directory.limit_lineage():
-        text = CgroupDir(directory.hierarchy, path, directory.read_file).read_optional(name)
-        value = None if text is None else parse_limit(text, f"{path}/{name}")
-        if value is not None and (tightest is None or value < tightest):
-            tightest = value
-    return tightest
-
-
 def _tighter(mine: float | None, theirs: float | None) -> bool:
     """Whether limit ``mine`` binds more than ``theirs`` (None: no limit)."""
     return mine is not None and (theirs is None or mine < theirs)
@@ -323,7 +323,7 @@ def _unified_is_the_containers(membership: CgroupMembership) -> bool:
     unified = membership.unified
     if anchor is None or unified is None:
         return False
-    return unified == anchor or unified.startswith(anchor.rstrip("/") + "/")
+    return cgroup_within(unified, anchor)
 
 
 class CgroupReader:
@@ -384,7 +384,10 @@ class CgroupReader:
                     name = "memory.limit_in_bytes" if memory.version == 1 else "memory.max"
                     mine = CgroupDir(memory, memory.directory(own), self.read_file)
                     theirs = CgroupDir(memory, memory.directory(top), self.read_file)
-                    if _tighter(_set_limit(mine, name), _set_limit(theirs, name)):
+                    if _tighter(
+                        mine.min_over_lineage(name, absent_sets_none=True),
+                        theirs.min_over_lineage(name, absent_sets_none=True),
+                    ):
                         return True
             cpu = self.layout.hierarchy_for("cpu")
             if (
