@@ -12,9 +12,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,6 +220,30 @@ def _children(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
+def _pid_namespace(argv: Sequence[str], ready: str, **popen: Any) -> Iterator[tuple[int, int]]:
+    """Run ``argv`` as the init of a new pid namespace (``unshare --pid --fork``); once it
+    printed the ``ready`` line, yield the host pids of that init and of its one child.
+    Everything in the namespace is killed afterwards (its init dies with unshare)."""
+    unshare = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    try:
+        assert unshare.stdout is not None
+        assert unshare.stdout.readline() == f"{ready}\n"
+        (init,) = _children(unshare.pid)
+        (child,) = _children(init)
+        yield init, child
+    finally:
+        unshare.kill()
+        unshare.wait(timeout=30)
+        if unshare.stdout is not None:
+            unshare.stdout.close()
+
+
+@contextlib.contextmanager
 def _children_of(container: TestCgroup, *names: str) -> Iterator[list[list[str]]]:
     """Child cgroups of a test cgroup in every hierarchy (the cgroup.procs files of each
     name), removed afterwards once empty. v1 cpusets start empty: they get the parent's."""
@@ -267,21 +292,9 @@ def test_a_session_below_the_container_init_sees_the_containers_memory(
                 with open(procs, "w") as handle:
                     handle.write(str(os.getpid()))
 
-        unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
-             SYSTEM_CONTAINER_INIT, *session_cgroup],
-            preexec_fn=join_init_scope, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert unshare.stdout is not None
-            assert unshare.stdout.readline() == "ready\n"
-            (init,) = _children(unshare.pid)
-            (session,) = _children(init)
+        argv = [sys.executable, "-c", SYSTEM_CONTAINER_INIT, *session_cgroup]
+        with _pid_namespace(argv, "ready", preexec_fn=join_init_scope) as (_init, session):
             shown = show(session, "meminfo")
-        finally:
-            unshare.kill()
-            unshare.wait(timeout=30)
-            unshare.stdout.close()
     assert shown.returncode == 0, shown.stderr
     assert meminfo_kb(shown.stdout, "MemTotal") == 256 * 1024
     assert meminfo_kb(shown.stdout, "MemFree") <= (256 - 90) * 1024, shown.stdout
@@ -346,21 +359,8 @@ def test_the_init_of_a_new_pid_namespace_is_found_up_the_parents(
     each time (it walks up the parents)."""
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare(1)")
-    unshare = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", "sh", "-c",
-         "sleep 120 & echo started; wait"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert unshare.stdout is not None
-        assert unshare.stdout.readline() == "started\n"
-        (init,) = _children(unshare.pid)
-        (caller,) = _children(init)
+    argv = ["sh", "-c", "sleep 120 & echo started; wait"]
+    with _pid_namespace(argv, "started") as (init, caller):
         finder = InitFinder()
         monkeypatch.setattr(finder, "_scan", lambda namespace: pytest.fail("scanned /proc"))
         assert finder.find(caller) == init
-    finally:
-        unshare.kill()
-        unshare.wait(timeout=30)
-        if unshare.stdout is not None:
-            unshare.stdout.close()
