@@ -350,6 +350,7 @@ class Daemon:
                 ),
             )
             service.stat_states.adopt(self.service.stat_states, module.StatState)
+            service.disk_states.adopt(self.service.disk_states, module.DiskState)
             if self.loads is not None:  # the layout was discovered afresh
                 self.loads.frozen = frozen_check(service.layout)
             self.fs.set_service(service)

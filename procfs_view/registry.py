@@ -90,7 +90,14 @@ def _loadavg(request: Request) -> bytes:
 
 
 def _diskstats(request: Request) -> bytes:
-    return diskstats.render(request.host.diskstats(), request.io())
+    """Stateful: counters continue from the cgroup's previous read and never go back."""
+    cgroup, identity = request.io_cgroup()
+    states = request.service.disk_states
+    text, state = diskstats.advance(
+        request.host.diskstats(), request.io(), identity, states.get(cgroup)
+    )
+    states.put(cgroup, state)
+    return text
 
 
 def _pressure(resource: str) -> Callable[[Request], bytes]:

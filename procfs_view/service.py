@@ -7,6 +7,7 @@ host file (never another container's numbers), with the reason logged once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, fields, is_dataclass
@@ -39,6 +40,7 @@ from procfs_view.metrics import NoMetrics, Recorder
 from procfs_view.options import ViewOptions
 from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
+from procfs_view.views.diskstats import DiskState
 from procfs_view.views.loadavg import LoadSample
 from procfs_view.views.stat import StatState
 
@@ -266,6 +268,15 @@ class Request:
     def io(self) -> IoRecord:
         return self.cgroups.io(self.membership)
 
+    def io_cgroup(self) -> tuple[Path, int]:
+        """The directory the I/O counts come from and its inode: the key of per-cgroup
+        diskstats state, and what tells a cgroup made again at the same path from the old."""
+        directory = self.cgroups.io_dir(self.membership).path
+        try:
+            return directory, os.stat(directory).st_ino
+        except OSError as error:  # removed mid-request
+            raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
+
     def pressure(self, resource: str) -> bytes:
         return self.cgroups.pressure(self.membership, resource)
 
@@ -318,6 +329,7 @@ class ViewService:
         self.user_hz = clock_ticks()
         self.load_source = load_source
         self.stat_states: StateStore[StatState] = StateStore()
+        self.disk_states: StateStore[DiskState] = StateStore()
         self.cache_ttl = cache_ttl
         self.rendered: TtlCache[tuple[str, str, int], bytes] = TtlCache(
             cache_ttl, cache_capacity, clock, size_of=len

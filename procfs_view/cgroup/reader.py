@@ -579,12 +579,17 @@ class CgroupReader:
 
     # -- block I/O --------------------------------------------------------------------------
 
+    def io_dir(self, membership: CgroupMembership) -> CgroupDir:
+        """Where the cgroup's I/O is counted: v1 blkio, else the v2 cgroup."""
+        if self.layout.hierarchy_for("blkio") is not None:
+            return self._container(membership, "blkio")
+        return self._container(membership, "io")
+
     def io(self, membership: CgroupMembership) -> IoRecord:
         """Per-device I/O counters of the cgroup (and its descendants)."""
-        hierarchy = self.layout.hierarchy_for("blkio")
-        if hierarchy is not None:
-            return self._blkio_v1(self._container(membership, "blkio"))
-        directory = self._container(membership, "io")
+        directory = self.io_dir(membership)
+        if directory.hierarchy.version == 1:
+            return self._blkio_v1(directory)
         devices = parse_nested_keyed(directory.read("io.stat"), "io.stat")
         return IoRecord(
             {

@@ -4,9 +4,12 @@ service on fixture hosts (v1, v2, hybrid)."""
 from __future__ import annotations
 
 import re
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from procfs_view.cgroup import reader as reader_module
 from procfs_view.cgroup.records import IoCounters, IoRecord
@@ -263,6 +266,93 @@ def test_diskstats_never_negative() -> None:
     assert min(parsed.counters) == 0
 
 
+counts = st.integers(min_value=-5, max_value=10**6)
+io_counters = st.builds(
+    IoCounters,
+    read_ios=counts,
+    write_ios=counts,
+    discard_ios=counts,
+    read_bytes=counts,
+    write_bytes=counts,
+    discard_bytes=counts,
+    read_merged=counts,
+    write_merged=counts,
+    read_time_ms=counts,
+    write_time_ms=counts,
+    service_time_ms=counts,
+)
+HOST_DISKS = (disk(20, 8, 0, "sda"), disk(20, 8, 16, "sdb"))
+io_records = st.builds(
+    IoRecord, st.dictionaries(st.sampled_from([(8, 0), (8, 16), (9, 9)]), io_counters)
+)
+
+
+def _shown(text: bytes) -> dict[str, tuple[int, ...]]:
+    return {d.name: d.counters for d in parse_diskstats(text.decode())}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(io_records, min_size=1, max_size=8))
+def test_diskstats_counters_never_go_back(records: list[IoRecord]) -> None:
+    """Whatever the kernel's counts do between reads (a removed child's I/O leaves v1's
+    recursive counts), no field a reader sees goes back and no device it saw vanishes."""
+    state: diskstats.DiskState | None = None
+    before: dict[str, tuple[int, ...]] = {}
+    for record in records:
+        text, state = diskstats.advance(HOST_DISKS, record, 7, state)
+        now = _shown(text)
+        assert set(before) <= set(now)
+        for name, fields in before.items():
+            assert all(new >= old for new, old in zip(now[name], fields, strict=True))
+        assert all(min(fields) >= 0 for fields in now.values())
+        before = now
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(io_records, min_size=1, max_size=6))
+def test_diskstats_growing_counts_are_shown_as_they_are(records: list[IoRecord]) -> None:
+    """While the kernel's counts only grow, the state changes nothing: every read is the
+    stateless file."""
+    state: diskstats.DiskState | None = None
+    totals: dict[tuple[int, int], IoCounters] = {}
+    for record in records:
+        for device, io in record.devices.items():  # make the counts cumulative
+            base = totals.get(device, IoCounters())
+            totals[device] = IoCounters(
+                *(max(0, a) + max(0, b) for a, b in zip(astuple(base), astuple(io), strict=True))
+            )
+        cumulative = IoRecord(dict(totals))
+        text, state = diskstats.advance(HOST_DISKS, cumulative, 7, state)
+        assert text == diskstats.render(HOST_DISKS, cumulative)
+
+
+def test_diskstats_a_drop_is_held_and_later_io_counts_on() -> None:
+    """A child with 30 of the cgroup's 180 reads is removed: the kernel's count falls to
+    150; the reader keeps seeing 180, and 10 more reads make it 190 (not 180 until the
+    kernel's count has caught up)."""
+    host = (disk(20, 8, 0, "sda"),)
+    first, state = diskstats.advance(host, IoRecord({(8, 0): IoCounters(read_ios=180)}), 1, None)
+    after_removal, state = diskstats.advance(
+        host, IoRecord({(8, 0): IoCounters(read_ios=150)}), 1, state
+    )
+    more, state = diskstats.advance(host, IoRecord({(8, 0): IoCounters(read_ios=160)}), 1, state)
+    assert [_shown(text)["sda"][0] for text in (first, after_removal, more)] == [180, 180, 190]
+
+
+def test_diskstats_a_device_whose_counts_vanish_keeps_its_line() -> None:
+    host = (disk(20, 8, 0, "sda"),)
+    _, state = diskstats.advance(host, IoRecord({(8, 0): IoCounters(write_ios=4)}), 1, None)
+    text, _ = diskstats.advance(host, IoRecord({}), 1, state)
+    assert _shown(text)["sda"][4] == 4
+
+
+def test_diskstats_a_cgroup_made_again_starts_from_its_own_counts() -> None:
+    host = (disk(20, 8, 0, "sda"),)
+    _, state = diskstats.advance(host, IoRecord({(8, 0): IoCounters(read_ios=500)}), 1, None)
+    text, _ = diskstats.advance(host, IoRecord({(8, 0): IoCounters(read_ios=3)}), 2, state)
+    assert _shown(text)["sda"][0] == 3
+
+
 # -- diskstats (service) ---------------------------------------------------------------------
 
 
@@ -308,6 +398,36 @@ NOTHING_COUNTED = {
     "blkio.bfq.io_serviced_recursive": "Total 0",
     "blkio.bfq.io_service_bytes_recursive": "Total 0",
 }
+
+
+def _throttle_reads(reads: int) -> dict[str, str]:
+    return {
+        "blkio.throttle.io_serviced_recursive": f"254:0 Read {reads}\n254:0 Total {reads}\n",
+        "blkio.throttle.io_service_bytes_recursive": f"254:0 Read {reads * 4096}\n",
+    }
+
+
+def test_service_diskstats_v1_a_removed_childs_io_is_not_taken_back(tmp_path: Path) -> None:
+    """The kernel's v1 recursive counts fall by a child's I/O when the child is removed;
+    the reader keeps its count, and a cgroup made again at the same path (a new directory)
+    starts from its own."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    host.write("blkio", "/", _throttle_reads(900))
+    service = host.service()
+    reads = []
+    for count in (180, 150, 160):
+        host.write("blkio", "/ct", _throttle_reads(count))
+        service.rendered.clear()
+        reads.append(_shown(service.render("proc/diskstats", CT))["vda"][0])
+    assert reads == [180, 180, 190]
+    directory = host.cgroup_dir("blkio", "/ct")
+    moved = directory.with_name("old-ct")
+    directory.rename(moved)  # the old directory lives on, so the new one gets a new inode
+    container(host)
+    host.write("blkio", "/ct", _throttle_reads(3))
+    service.rendered.clear()
+    assert _shown(service.render("proc/diskstats", CT))["vda"][0] == 3
 
 
 def test_service_diskstats_v1_where_the_kernel_counts_nothing_per_cgroup(tmp_path: Path) -> None:
