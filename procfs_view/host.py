@@ -307,6 +307,19 @@ class DiskLine:
     counters: tuple[int, ...]
 
 
+class BusyDevice(NamedTuple):
+    """A block device the host has done I/O on, and the devices its I/O is counted on
+    instead: a partition's disk, a stacked device's (device mapper, md) members."""
+
+    name: str
+    parents: tuple[tuple[int, int], ...]
+
+
+def _device_number(block_dir: Path) -> tuple[int, int]:
+    major, minor = block_dir.joinpath("dev").read_text().split(":")
+    return int(major), int(minor)
+
+
 def parse_diskstats(text: str) -> tuple[DiskLine, ...]:
     lines: list[DiskLine] = []
     for line in text.splitlines():
@@ -369,6 +382,28 @@ class HostReader:
 
     def diskstats(self) -> tuple[DiskLine, ...]:
         return parse_diskstats(self.read_proc("diskstats"))
+
+    def busy_devices(self) -> dict[tuple[int, int], BusyDevice]:
+        """The devices with completed reads or writes in /proc/diskstats, with where their
+        I/O is counted (``/sys/dev/block/M:m``: ``partition`` means the parent directory's
+        disk, ``slaves/`` the members of a stacked device). A device sysfs does not
+        describe (removed meanwhile, a fixture tree) is a disk of its own."""
+        busy: dict[tuple[int, int], BusyDevice] = {}
+        for disk in self.diskstats():
+            if not (disk.counters[0] or disk.counters[4]):
+                continue
+            block = self.sys / "dev" / "block" / f"{disk.major}:{disk.minor}"
+            parents: tuple[tuple[int, int], ...] = ()
+            try:
+                if block.joinpath("partition").exists():
+                    parents = (_device_number(block.resolve().parent),)
+                elif block.joinpath("slaves").is_dir():
+                    members = block.joinpath("slaves").iterdir()
+                    parents = tuple(_device_number(member.resolve()) for member in members)
+            except (OSError, ValueError):
+                parents = ()
+            busy[(disk.major, disk.minor)] = BusyDevice(disk.name, parents)
+        return busy
 
     def online_cpus(self) -> tuple[int, ...]:
         """Host CPUs online; falls back to the per-CPU lines of /proc/stat."""
@@ -448,6 +483,9 @@ class CachedHostReader:
         value = self.reader.diskstats()
         self._cache.put("diskstats", value)
         return value
+
+    def busy_devices(self) -> dict[tuple[int, int], BusyDevice]:
+        return self.reader.busy_devices()
 
     def online_cpus(self) -> tuple[int, ...]:
         cached = self._cache.get("online")

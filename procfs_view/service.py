@@ -321,10 +321,10 @@ class ViewService:
         self.layout = layout or discover_layout(self.roots.proc, self.roots.cgroup)
         self.files = OpenFiles(open_files)
         self.pid_files = OpenFiles(min(open_files, PID_FILES))
-        self.cgroups = CgroupReader(self.layout, self.files.read)
         self.host = CachedHostReader(
             HostReader(self.roots.proc, self.roots.sys, self.files.read), cache_ttl, clock
         )
+        self.cgroups = CgroupReader(self.layout, self.files.read, self.host.busy_devices)
         self.inits = InitFinder(self.roots.proc)
         self.user_hz = clock_ticks()
         self.load_source = load_source

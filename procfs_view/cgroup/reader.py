@@ -50,6 +50,7 @@ PRESSURE_RESOURCES = ("cpu", "io", "memory")
 #: Seconds the v1 blkio layers found counting (and their devices) are kept.
 BLKIO_RECHECK = 10.0
 
+Device = tuple[int, int]  # (major, minor)
 log = logging.getLogger(__name__)
 
 
@@ -330,15 +331,22 @@ class CgroupReader:
     """Answers semantic questions about a process's cgroups (memory limit, cpuset, ...)."""
 
     def __init__(
-        self, layout: CgroupLayout, read_file: Callable[[str], bytes] = read_bytes
+        self,
+        layout: CgroupLayout,
+        read_file: Callable[[str], bytes] = read_bytes,
+        busy_devices: Callable[[], Mapping[Device, tuple[str, tuple[Device, ...]]]] | None = None,
     ) -> None:
+        """``busy_devices``: the host's devices with I/O, each with its name and the devices
+        its I/O is counted on instead (``HostReader.busy_devices``); without it every
+        device is taken to be counted when any is."""
         self.layout = layout
         self.read_file = read_file
+        self.busy_devices = busy_devices
         self._cfq_files = True  # until a blkio cgroup is seen without them
-        self._said_blkio_uncounted = False
-        self._blkio_layer_of: dict[tuple[Hierarchy, tuple[int, int]], str] = {}
+        self._said_blkio_uncounted: set[str] = set()
+        self._blkio_layer_of: dict[tuple[Hierarchy, Device], str] = {}
         self._blkio_layers: dict[
-            Hierarchy, tuple[float, dict[str, dict[tuple[int, int], int] | None]]
+            Hierarchy, tuple[float, dict[str, dict[Device, int] | None], list[str]]
         ] = {}
 
     # -- locating ---------------------------------------------------------------------------
@@ -690,9 +698,7 @@ class CgroupReader:
             )
         return IoRecord(devices)
 
-    def _counting_blkio_layers(
-        self, directory: CgroupDir
-    ) -> dict[str, dict[tuple[int, int], int] | None]:
+    def _counting_blkio_layers(self, directory: CgroupDir) -> dict[str, dict[Device, int] | None]:
         """The layers that count this host's I/O per cgroup, each with the devices it
         counts and the I/Os it has counted on each at the hierarchy root (a device with
         none is not counted there); None for a root without the file (a fixture tree, a
@@ -701,13 +707,15 @@ class CgroupReader:
         cgroup.
 
         Raises:
-            ServeHost: no layer has counted any I/O (kernel >= 6.10 without a throttle
-                rule, no BFQ device): the cgroup's numbers are not known.
+            ServeHost: the cgroup's numbers are not known: no layer has counted any I/O
+                (kernel >= 6.10 without a throttle rule, no BFQ device), or the host has
+                done I/O on a device no layer counts (BFQ on one disk, the others not),
+                whose I/O would be missing from every container's file.
         """
         now = time.monotonic()
         cached = self._blkio_layers.get(directory.hierarchy)
         if cached is not None and now - cached[0] < BLKIO_RECHECK:
-            layers = cached[1]
+            _, layers, uncounted = cached
         else:
             layers = {}
             root = CgroupDir(directory.hierarchy, directory.hierarchy.mount_point, self.read_file)
@@ -725,17 +733,48 @@ class CgroupReader:
                 }
                 if devices:
                     layers[layer] = devices
-            self._blkio_layers[directory.hierarchy] = (now, layers)
-        if layers:
-            return layers
-        if not self._said_blkio_uncounted:
-            self._said_blkio_uncounted = True
-            log.warning(
+            uncounted = self._uncounted_devices(layers)
+            self._blkio_layers[directory.hierarchy] = (now, layers, uncounted)
+        if not layers:
+            self._warn_blkio_uncounted(
                 "cgroup v1 blkio counts no I/O per cgroup on this kernel (no CFQ; the "
                 "throttle layer counts only once a throttle rule is set, since Linux 6.10; "
                 "no device uses BFQ): containers read the host's /proc/diskstats"
             )
-        raise ServeHost("blkio counts no I/O per cgroup on this kernel")
+            raise ServeHost("blkio counts no I/O per cgroup on this kernel")
+        if uncounted:
+            self._warn_blkio_uncounted(
+                f"cgroup v1 blkio counts no I/O per cgroup on {', '.join(uncounted)}, which "
+                "the host uses (no throttle rule there since Linux 6.10, not scheduled by "
+                "BFQ): containers read the host's /proc/diskstats"
+            )
+            raise ServeHost(f"blkio counts no I/O per cgroup on {uncounted[0]}")
+        return layers
+
+    def _uncounted_devices(self, layers: Mapping[str, Mapping[Device, int] | None]) -> list[str]:
+        """The host's busy devices whose I/O no layer counts: not counted themselves, and
+        not a partition or stacked device whose members are all counted."""
+        if self.busy_devices is None or not layers or None in layers.values():
+            return []
+        counted = {device for devices in layers.values() if devices for device in devices}
+        try:
+            busy = self.busy_devices()
+        except (OSError, CgroupDataError) as error:
+            log.debug("host block devices not known (%s): trusting the blkio counts", error)
+            return []
+
+        def covered(device: Device, depth: int = 0) -> bool:
+            if device in counted:
+                return True
+            parents = busy[device][1] if device in busy else ()
+            return bool(parents) and depth < 8 and all(covered(p, depth + 1) for p in parents)
+
+        return sorted(name for device, (name, _) in busy.items() if not covered(device))
+
+    def _warn_blkio_uncounted(self, message: str) -> None:
+        if message not in self._said_blkio_uncounted:
+            self._said_blkio_uncounted.add(message)
+            log.warning("%s", message)
 
     # -- pressure ---------------------------------------------------------------------------
 

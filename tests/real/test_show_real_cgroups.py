@@ -196,6 +196,54 @@ def test_diskstats_is_never_an_uncounted_empty_file(show: Callable[..., Shown]) 
             assert devices, "the container's own writes are missing"
 
 
+@contextlib.contextmanager
+def _bfq_loop_device(tmp_path: Path) -> Iterator[str]:
+    """A 32 MiB loop device of our own, scheduled by BFQ; detached afterwards."""
+    image = tmp_path / "disk.img"
+    with image.open("wb") as handle:
+        handle.truncate(32 * MIB)
+    device = subprocess.run(
+        ["losetup", "--find", "--show", "--direct-io=on", str(image)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    scheduler = Path(f"/sys/block/{Path(device).name}/queue/scheduler")
+    choices = scheduler.read_text()
+    before = choices[choices.index("[") + 1 : choices.index("]")] if "[" in choices else ""
+    try:
+        if "bfq" not in choices:
+            pytest.skip("no BFQ I/O scheduler in this kernel")
+        scheduler.write_text("bfq")
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+        if before:
+            scheduler.write_text(before)  # the loop device's node outlives the detach
+
+
+def test_diskstats_with_bfq_on_one_device_only_is_the_hosts(
+    show: Callable[..., Shown], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BFQ counts the container's reads of one loop device, but no layer counts the
+    host's busy disk (Linux >= 6.10, no throttle rule, mq-deadline): the container's I/O
+    there is unknown, so it gets the host's file, not one that lists only the loop device
+    (a review's case: every container's diskstats went empty once a BFQ device appeared)."""
+    if host_layout().hierarchy_for("blkio") is None or shutil.which("losetup") is None:
+        pytest.skip("needs a v1 blkio hierarchy and losetup")
+    if v1_kernel_counts_io_per_cgroup():
+        pytest.skip("this kernel already counts some host I/O per cgroup (throttle or BFQ)")
+    with _bfq_loop_device(tmp_path) as device, test_cgroup(memory_limit=256 * MIB) as cgroup:
+        cgroup.run(["dd", f"if={device}", "of=/dev/null", "bs=64k", "count=32", "iflag=direct",
+                    "status=none"])  # fmt: skip
+        if not v1_kernel_counts_io_per_cgroup():
+            pytest.skip("BFQ does not count I/O per cgroup here (no CONFIG_BFQ_GROUP_IOSCHED)")
+        reader = cgroup.spawn(["sleep", "120"])
+        shown = show(reader.pid, "diskstats")
+        host_devices = _devices(Path("/proc/diskstats").read_text())
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(_devices(shown.stdout)) == sorted(host_devices)  # vda is busy, uncounted
+    assert any("no I/O per cgroup on" in record.getMessage() for record in caplog.records)
+
+
 # The init of a new pid namespace: holds ~96 MiB, starts the caller (its child) in the
 # cgroup given as argv[1:] (cgroup.procs files), says "ready", and sleeps.
 SYSTEM_CONTAINER_INIT = r"""

@@ -502,6 +502,84 @@ def test_service_diskstats_v1_each_device_from_the_layer_that_counts_it(tmp_path
     assert (stats["zram0"][0], stats["zram0"][4], stats["zram0"][2]) == (5, 3, 2)
 
 
+BFQ_ON_LOOP0_ONLY = {
+    **NOTHING_COUNTED,
+    "blkio.bfq.io_serviced_recursive": "7:0 Read 30\n7:0 Total 30\nTotal 30",
+}
+LOOP0_OWN = {
+    **NOTHING_COUNTED,
+    "blkio.bfq.io_serviced_recursive": "7:0 Read 30\n7:0 Total 30\nTotal 30",
+    "blkio.bfq.io_service_bytes_recursive": "7:0 Read 122880\nTotal 122880",
+}
+
+
+def _host_disks(host: FixtureHost, lines: str) -> None:
+    (host.proc / "diskstats").write_text(lines)
+
+
+def _sysfs_block(host: FixtureHost, path: str, device: str, partition: bool = False) -> Path:
+    """``/sys/devices/.../block/<path>`` with its ``dev`` file, linked from /sys/dev/block."""
+    block = host.sys / "devices/virtual/block" / path
+    block.mkdir(parents=True, exist_ok=True)
+    (block / "dev").write_text(f"{device}\n")
+    if partition:
+        (block / "partition").write_text("1\n")
+    link = host.sys / "dev/block" / device
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(block)
+    return block
+
+
+BUSY = " 100 0 800 10 50 0 400 5 0 15 15 0 0 0 0 0 0\n"
+
+
+def test_service_diskstats_v1_a_busy_device_no_layer_counts_gets_the_host_file(
+    tmp_path: Path,
+) -> None:
+    """BFQ on one loop device, vda (which the container writes to) on mq-deadline and
+    without a throttle rule: the container's vda I/O is counted nowhere. Its file would
+    list loop0 only (or nothing), claiming no vda I/O: the host's file instead."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    _host_disks(host, "   7       0 loop0" + BUSY + " 254       0 vda" + BUSY)
+    host.write("blkio", "/", BFQ_ON_LOOP0_ONLY)
+    host.write("blkio", "/ct", LOOP0_OWN)
+    host_file = (host.proc / "diskstats").read_bytes()
+    assert host.service().answer("proc/diskstats", CT) == host_file
+
+
+def test_service_diskstats_v1_idle_uncounted_devices_do_not_matter(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    _host_disks(host, "   7       0 loop0" + BUSY + " 254       0 vda" + " 0" * 17 + "\n")
+    host.write("blkio", "/", BFQ_ON_LOOP0_ONLY)
+    host.write("blkio", "/ct", LOOP0_OWN)
+    assert list(diskstats_of(host)) == ["loop0"]
+
+
+def test_service_diskstats_v1_partitions_and_stacked_devices_count_on_their_disks(
+    tmp_path: Path,
+) -> None:
+    """vda is counted (BFQ); the host's I/O on its partition vda1 and on dm-0 (LVM on
+    vda1) is counted on vda, so the container's own file is served."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    _host_disks(
+        host,
+        " 254       0 vda" + BUSY + " 254       1 vda1" + BUSY + " 252       0 dm-0" + BUSY,
+    )
+    vda = _sysfs_block(host, "vda", "254:0")
+    vda1 = _sysfs_block(host, "vda/vda1", "254:1", partition=True)
+    dm = _sysfs_block(host, "dm-0", "252:0")
+    (dm / "slaves").mkdir()
+    (dm / "slaves" / "vda1").symlink_to(vda1)
+    assert vda.is_dir()
+    counts = "254:0 Read 30\n254:0 Total 30\nTotal 30"
+    host.write("blkio", "/", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    host.write("blkio", "/ct", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    assert list(diskstats_of(host)) == ["vda"]
+
+
 def test_service_diskstats_v1_a_device_stays_with_the_layer_counting_it_longest(
     tmp_path: Path,
 ) -> None:
