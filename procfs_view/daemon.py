@@ -61,10 +61,12 @@ BASE_FUSE_OPTIONS = (
 # default 99 (trivial content, this repo's benchmark machine). Raise it if handlers ever
 # offload work to threads.
 FUSE_WORKER_TASKS = 1
-# SIGHUP ends the daemon cleanly too: its default action would leave a dead mount.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-HANDLED_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2)
-# On SIGUSR1 every procfs_view module is imported afresh except these: the FUSE layer, the
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP reloads like SIGUSR1: admins send it to reload, and stopping on it would leave
+# every container with dead binds under systemd's Restart=on-failure (we would exit 0).
+RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
+HANDLED_SIGNALS = (*STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGUSR2)
+# On a reload every procfs_view module is imported afresh except these: the FUSE layer, the
 # daemon and the load tracker hold the mount, the open handles and the load history;
 # errors keeps exception identity.
 NOT_RELOADED = frozenset(
@@ -312,7 +314,7 @@ class Daemon:
         self.loads = loads
         self.metrics = metrics
         if metrics is not None:
-            # Read at scrape time from the current service, which SIGUSR1 replaces.
+            # Read at scrape time from the current service, which a reload replaces.
             metrics.track("stat_counters", lambda: len(self.service.stat_states))
             metrics.track("rendered_cache", lambda: len(self.service.rendered))
             if loads is not None:
@@ -325,9 +327,13 @@ class Daemon:
         state = "on" if self.service.options.virtualize else "off (serving host files)"
         log.info("SIGUSR2: virtualization %s", state)
 
-    def reload(self) -> None:
+    def reload(self, reason: str) -> None:
         """Build a new service from freshly imported view code; open handles keep theirs,
-        and the /proc/stat counters carry over (a fresh start would make them jump back)."""
+        and the /proc/stat counters carry over (a fresh start would make them jump back).
+
+        ``reason`` (the signal's name) starts the log line, so an operator sees which
+        signal did it.
+        """
         try:
             module = fresh_service_module()
             options = module.ViewOptions(
@@ -354,11 +360,11 @@ class Daemon:
                 self.loads.frozen = frozen_check(service.layout)
             self.fs.set_service(service)
         except Exception:
-            log.exception("SIGUSR1: reload failed, still serving with the previous code")
+            log.exception("%s: reload failed, still serving with the previous code", reason)
             return
         self.service.close()
         self.service = service
-        log.info("SIGUSR1: reloaded the view code (%d paths)", len(service.served_paths()))
+        log.info("%s: reloaded the view code (%d paths)", reason, len(service.served_paths()))
 
     async def handle_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(*HANDLED_SIGNALS) as receiver:
@@ -371,8 +377,8 @@ class Daemon:
                     log.info("%s: unmounting", signal.Signals(signum).name)
                     pyfuse3.terminate()
                     return
-                if signum == signal.SIGUSR1:
-                    self.reload()
+                if signum in RELOAD_SIGNALS:
+                    self.reload(signal.Signals(signum).name)
                 elif signum == signal.SIGUSR2:
                     self.toggle_virtualization()
 
@@ -462,7 +468,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         loads.frozen = frozen_check(service.layout)
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
-    # Outside the signal task's receiver a SIGTERM (or SIGHUP, SIGUSR1) at its default
+    # Outside the signal task's receiver a SIGTERM (or SIGUSR1, SIGHUP) at its default
     # action would kill us with the mount attached: before it listens (mounting), and
     # after it stopped (a second stop or a reload while we unmount; trio also re-raises
     # what is still queued in the receiver when it closes). So they are ignored, and the
