@@ -165,12 +165,24 @@ def mounts_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> lis
     return [entry.fstype for entry in read_mountinfo(mountinfo) if entry.mount_point == target]
 
 
-def absolute_mountpoint(path: Path) -> Path:
-    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails."""
+def resolve_mountpoint(path: Path) -> Path:
+    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails.
+
+    This is the path mountinfo shows for our mount, so everything that looks it up there
+    (the daemon, ``check``) resolves it here.
+    """
     absolute = Path(os.path.abspath(path))
     if absolute == absolute.parent:
-        raise StartupError("refusing to mount over /")
+        return absolute
     return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def absolute_mountpoint(path: Path) -> Path:
+    """``resolve_mountpoint``, refusing ``/``: the daemon must never mount over it."""
+    resolved = resolve_mountpoint(path)
+    if resolved == resolved.parent:
+        raise StartupError("refusing to mount over /")
+    return resolved
 
 
 def detach(path: Path) -> None:
