@@ -96,12 +96,13 @@ def remount(argv: Sequence[str]) -> int:
     """``procfs-view remount``: re-attach, now, every container's dead binds of our files.
 
     What the daemon does when it starts, for operators (e.g. after detaching a stuck
-    mount by hand). One line per fixed bind on stdout; failures on stderr, exit 1.
+    mount by hand). One line per fixed bind on stdout ("fixed", or "stacked" when it was
+    put on top of the dead one); failures on stderr, exit 1.
     """
     import logging
 
     from procfs_view.logsetup import setup_logging
-    from procfs_view.remount import FAILED, FIXED, lineage_path, reattach
+    from procfs_view.remount import FAILED, FIXED, STACKED, lineage_path, reattach
 
     parser = argparse.ArgumentParser(
         prog="procfs-view remount",
@@ -127,8 +128,8 @@ def remount(argv: Sequence[str]) -> int:
         print(f"procfs-view remount: {error}", file=sys.stderr)
         return 1
     for outcome in outcomes:
-        if outcome.status == FIXED:
-            print(f"fixed mnt:[{outcome.namespace}] pid {outcome.pid} {outcome.path}")
+        if outcome.status in (FIXED, STACKED):
+            print(f"{outcome.status} mnt:[{outcome.namespace}] pid {outcome.pid} {outcome.path}")
         elif outcome.status == FAILED:
             print(f"procfs-view remount: {outcome.describe()}", file=sys.stderr)
     return 1 if any(outcome.status == FAILED for outcome in outcomes) else 0

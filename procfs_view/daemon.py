@@ -61,10 +61,12 @@ BASE_FUSE_OPTIONS = (
 # default 99 (trivial content, this repo's benchmark machine). Raise it if handlers ever
 # offload work to threads.
 FUSE_WORKER_TASKS = 1
-# SIGHUP ends the daemon cleanly too: its default action would leave a dead mount.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-HANDLED_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2)
-# On SIGUSR1 every procfs_view module is imported afresh except these: the FUSE layer, the
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP reloads like SIGUSR1: admins send it to reload, and stopping on it would leave
+# every container with dead binds under systemd's Restart=on-failure (we would exit 0).
+RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
+HANDLED_SIGNALS = (*STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGUSR2)
+# On a reload every procfs_view module is imported afresh except these: the FUSE layer, the
 # daemon and the load tracker hold the mount, the open handles and the load history;
 # errors keeps exception identity.
 NOT_RELOADED = frozenset(
@@ -163,12 +165,24 @@ def mounts_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> lis
     return [entry.fstype for entry in read_mountinfo(mountinfo) if entry.mount_point == target]
 
 
-def absolute_mountpoint(path: Path) -> Path:
-    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails."""
+def resolve_mountpoint(path: Path) -> Path:
+    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails.
+
+    This is the path mountinfo shows for our mount, so everything that looks it up there
+    (the daemon, ``check``) resolves it here.
+    """
     absolute = Path(os.path.abspath(path))
     if absolute == absolute.parent:
-        raise StartupError("refusing to mount over /")
+        return absolute
     return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def absolute_mountpoint(path: Path) -> Path:
+    """``resolve_mountpoint``, refusing ``/``: the daemon must never mount over it."""
+    resolved = resolve_mountpoint(path)
+    if resolved == resolved.parent:
+        raise StartupError("refusing to mount over /")
+    return resolved
 
 
 def detach(path: Path) -> None:
@@ -312,7 +326,7 @@ class Daemon:
         self.loads = loads
         self.metrics = metrics
         if metrics is not None:
-            # Read at scrape time from the current service, which SIGUSR1 replaces.
+            # Read at scrape time from the current service, which a reload replaces.
             metrics.track("stat_counters", lambda: len(self.service.stat_states))
             metrics.track("rendered_cache", lambda: len(self.service.rendered))
             if loads is not None:
@@ -325,9 +339,13 @@ class Daemon:
         state = "on" if self.service.options.virtualize else "off (serving host files)"
         log.info("SIGUSR2: virtualization %s", state)
 
-    def reload(self) -> None:
+    def reload(self, reason: str) -> None:
         """Build a new service from freshly imported view code; open handles keep theirs,
-        and the /proc/stat counters carry over (a fresh start would make them jump back)."""
+        and the /proc/stat counters carry over (a fresh start would make them jump back).
+
+        ``reason`` (the signal's name) starts the log line, so an operator sees which
+        signal did it.
+        """
         try:
             module = fresh_service_module()
             options = module.ViewOptions(
@@ -355,11 +373,11 @@ class Daemon:
                 self.loads.frozen = frozen_check(service.layout)
             self.fs.set_service(service)
         except Exception:
-            log.exception("SIGUSR1: reload failed, still serving with the previous code")
+            log.exception("%s: reload failed, still serving with the previous code", reason)
             return
         self.service.close()
         self.service = service
-        log.info("SIGUSR1: reloaded the view code (%d paths)", len(service.served_paths()))
+        log.info("%s: reloaded the view code (%d paths)", reason, len(service.served_paths()))
 
     async def handle_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(*HANDLED_SIGNALS) as receiver:
@@ -372,8 +390,8 @@ class Daemon:
                     log.info("%s: unmounting", signal.Signals(signum).name)
                     pyfuse3.terminate()
                     return
-                if signum == signal.SIGUSR1:
-                    self.reload()
+                if signum in RELOAD_SIGNALS:
+                    self.reload(signal.Signals(signum).name)
                 elif signum == signal.SIGUSR2:
                     self.toggle_virtualization()
 
@@ -463,7 +481,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         loads.frozen = frozen_check(service.layout)
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
-    # Outside the signal task's receiver a SIGTERM (or SIGHUP, SIGUSR1) at its default
+    # Outside the signal task's receiver a SIGTERM (or SIGUSR1, SIGHUP) at its default
     # action would kill us with the mount attached: before it listens (mounting), and
     # after it stopped (a second stop or a reload while we unmount; trio also re-raises
     # what is still queued in the receiver when it closes). So they are ignored, and the

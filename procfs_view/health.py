@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from procfs_view.daemon import FSTYPE, mounts_at
+from procfs_view.daemon import FSTYPE, mounts_at, resolve_mountpoint
 
 DEFAULT_TIMEOUT = 2.0
 PROBE_FILE = "proc/meminfo"
@@ -27,8 +27,12 @@ def _read(path: Path, result: list[bytes | OSError]) -> None:
 
 
 def probe(mountpoint: Path, timeout: float = DEFAULT_TIMEOUT) -> str | None:
-    """None when ``mountpoint/proc/meminfo`` answers within ``timeout``; else why not."""
-    absolute = Path(os.path.abspath(mountpoint))
+    """None when ``mountpoint/proc/meminfo`` answers within ``timeout``; else why not.
+
+    The path is resolved as the daemon resolves its mountpoint (symlinks in the parent),
+    so a mount reached through a symlinked directory is found in mountinfo.
+    """
+    absolute = resolve_mountpoint(mountpoint)
     fstypes = mounts_at(absolute)
     if not fstypes:
         if not os.path.lexists(absolute):

@@ -45,9 +45,12 @@ the new mount API through ``syscall(2)``:
 3. there it checks the path still shows that very mount (``statx`` mount id) and that it
    is dead, then ``move_mount(MOVE_MOUNT_BENEATH)`` slides the fresh bind under the
    dead one and ``umount2(MNT_DETACH)`` removes the dead one, so readers never see the
-   underlying host file in between (kernels before 6.5: the fresh bind is stacked on top
-   of the dead one, which stays below it, hidden; only where that fails too is the dead
-   one unmounted before the move).
+   underlying host file in between. Where the kernel cannot slide it beneath (before
+   6.5, and on any kernel for a locked bind: a namespace's copy made for a less
+   privileged user namespace, as ``unshare -U -r -m`` in a container makes) the fresh
+   bind is stacked on top of the dead one, which stays below it, hidden, pinning its
+   dead connection (``STACKED``); only where that fails too is the dead one unmounted
+   before the move.
 
 The syscall numbers are the unified ones every architecture but alpha uses (since 5.2).
 A namespace that vanished mid-way is skipped; a failure in one never stops the others.
@@ -58,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import logging
 import os
 import select
@@ -340,6 +344,7 @@ def attributes_for(options: frozenset[str]) -> tuple[int, int]:
 
 # Answers of the worker, one line per bind: "<index> <status> <errno>".
 FIXED = "fixed"
+STACKED = "stacked"  # fixed, on top of the dead bind (which stays below: see _replace)
 ALIVE = "alive"  # not dead: nothing to do
 CHANGED = "changed"  # the path no longer shows that mount: someone else changed it
 FAILED = "failed"
@@ -380,10 +385,10 @@ def _replace(path: bytes, mount_id: int, tree_fd: int) -> str:
     except OSError as exc:
         if exc.errno not in _CANNOT:
             raise
-        # Kernel < 6.5, or a mount it cannot slide under: stack the fresh bind on top of
-        # the dead one, which stays below it, hidden. Detaching the dead one first would
-        # show the container the file beneath it (the host's /proc/meminfo) until the
-        # move, and for good if the move failed.
+        # Kernel < 6.5, or a mount it cannot slide under (a locked one, on any kernel):
+        # stack the fresh bind on top of the dead one, which stays below it, hidden.
+        # Detaching the dead one first would show the container the file beneath it (the
+        # host's /proc/meminfo) until the move, and for good if the move failed.
         try:
             move_mount(tree_fd, path, 0)
         except OSError as stacked:
@@ -391,6 +396,9 @@ def _replace(path: bytes, mount_id: int, tree_fd: int) -> str:
                 raise
             _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
             move_mount(tree_fd, path, 0)
+        else:
+            os.statvfs(path)  # the fresh bind answers
+            return STACKED
     else:
         _check(_umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), "umount2")
     os.statvfs(path)  # the fresh bind answers
@@ -462,7 +470,31 @@ class Outcome:
         text = f"mnt:[{self.namespace}] {self.path} (pid {self.pid}, {FSNAME}{self.root})"
         if self.error:
             return f"{text}: {self.status}: {os.strerror(self.error)}"
+        if self.status == STACKED:
+            return f"{text}: {STACKED} on the dead bind, which stays below it ({why_stacked()})"
         return f"{text}: {self.status}"
+
+
+@functools.cache
+def moves_beneath() -> bool:
+    """Whether this kernel knows MOVE_MOUNT_BENEATH (6.5+): it answers an unknown flag
+    with EINVAL before looking at anything else, so a call with no valid source tells."""
+    result = _syscall(
+        ctypes.c_long(SYS_MOVE_MOUNT),
+        ctypes.c_int(-1),
+        ctypes.c_char_p(b""),
+        ctypes.c_int(AT_FDCWD),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH),
+    )
+    return result == 0 or ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS)
+
+
+def why_stacked() -> str:
+    """Why a bind was stacked rather than slid beneath the dead one, for its log line."""
+    if not moves_beneath():
+        return "this kernel has no MOVE_MOUNT_BENEATH (Linux < 6.5)"
+    return "MOVE_MOUNT_BENEATH refused: a locked bind, as in a nested user namespace"
 
 
 #: Processes of one mount view tried in turn when the one we picked exits before we are in.
@@ -677,8 +709,10 @@ def reattach(
         outcomes.extend(found)
     # Always logged: the one line saying the daemon's re-attach is over.
     log.info(
-        "re-attach done: %d dead binds replaced, %d failed, in %d of %d mount views, %.0f ms",
-        sum(1 for result in outcomes if result.status == FIXED),
+        "re-attach done: %d dead binds replaced (%d stacked), %d failed, in %d of %d mount"
+        " views, %.0f ms",
+        sum(1 for result in outcomes if result.status in (FIXED, STACKED)),
+        sum(1 for result in outcomes if result.status == STACKED),
         sum(1 for result in outcomes if result.status == FAILED),
         len(namespaces),
         scanned,

@@ -1,5 +1,6 @@
-"""``procfs-view check``, the liveness probe: 0 on a live mount, 1 with a one-line reason on a
-plain directory, a missing path, a dead mount (kill -9) and a hung daemon (SIGSTOP)."""
+"""``procfs-view check``, the liveness probe: 0 on a live mount (also through a symlinked
+parent), 1 with a one-line reason on a plain directory, a missing path, a dead mount
+(kill -9) and a hung daemon (SIGSTOP)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def assert_fails(result: subprocess.CompletedProcess[str], *words: str) -> None:
 
 def test_live_mount_passes(mounted: Daemon) -> None:
     result = run_check(str(mounted.mountpoint))
+    assert result.returncode == 0, result.stderr
+    assert "serving" in result.stdout
+
+
+def test_mount_reached_through_a_symlinked_parent_passes(mounted: Daemon, tmp_path: Path) -> None:
+    """The daemon resolves symlinks in its mountpoint's parent (mountinfo shows the
+    resolved path), and so must the check: it used to say "not mounted" here."""
+    alias = tmp_path / "alias"
+    alias.symlink_to(mounted.mountpoint.parent, target_is_directory=True)
+    result = run_check(str(alias / mounted.mountpoint.name))
     assert result.returncode == 0, result.stderr
     assert "serving" in result.stdout
 

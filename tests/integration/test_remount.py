@@ -315,13 +315,17 @@ def test_graceful_stop_and_start_reattaches_every_container(
         assert second.stop() == 0
 
 
-def test_sigusr1_reload_fails_no_read(start_daemon: StartDaemon, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGHUP])
+def test_reload_signals_fail_no_read(
+    start_daemon: StartDaemon, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGHUP (what admins send to reload) is a reload too, never a stop."""
     daemon = start_daemon()
     with containers(daemon, tmp_path) as boxes:
         tables = {box.name: box.mountinfo() for box in boxes}
         sent = time.monotonic()
-        daemon.send(signal.SIGUSR1)
-        daemon.wait_for_log("SIGUSR1: reloaded")
+        daemon.send(signum)
+        daemon.wait_for_log(f"{signum.name}: reloaded")
         logged = time.monotonic()
         deadline = logged + TIMEOUT
         for box in boxes:
