@@ -91,11 +91,10 @@ def _loadavg(request: Request) -> bytes:
 
 def _diskstats(request: Request) -> bytes:
     """Stateful: counters continue from the cgroup's previous read and never go back."""
+    io = request.io()  # first: where blkio counts nothing this serves the host file
     cgroup, identity = request.io_cgroup()
     states = request.service.disk_states
-    text, state = diskstats.advance(
-        request.host.diskstats(), request.io(), identity, states.get(cgroup)
-    )
+    text, state = diskstats.advance(request.host.diskstats(), io, identity, states.get(cgroup))
     states.put(cgroup, state)
     return text
 
