@@ -61,7 +61,7 @@ def _online(request: Request) -> bytes:
 def _stat(request: Request) -> bytes:
     """Stateful: counters continue from the cgroup's previous read and never go back."""
     host = request.host.stat()
-    cgroup = request.cpu_usage_cgroup()
+    cgroup, identity = request.cpu_usage_cgroup()
     states = request.service.stat_states
     lines, state = stat.advance(
         host,
@@ -70,6 +70,7 @@ def _stat(request: Request) -> bytes:
         request.user_hz,
         request.cpu_quota().cpus,
         states.get(cgroup),
+        identity,
     )
     states.put(cgroup, state)
     return stat.render_lines(host, lines)

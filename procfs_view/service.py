@@ -231,9 +231,14 @@ class Request:
     def cpu_usage(self) -> CpuUsage:
         return self.cgroups.cpu_usage(self.membership)
 
-    def cpu_usage_cgroup(self) -> Path:
-        """The directory the CPU usage comes from: the key of per-cgroup CPU state."""
-        return self.cgroups.cpu_usage_dir(self.membership).path
+    def cpu_usage_cgroup(self) -> tuple[Path, int]:
+        """The directory the CPU usage comes from and its inode: the key of per-cgroup
+        /proc/stat state, and what tells a cgroup made again at the same path from the old."""
+        directory = self.cgroups.cpu_usage_dir(self.membership).path
+        try:
+            return directory, os.stat(directory).st_ino
+        except OSError as error:  # removed mid-request
+            raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
 
     def cpu_quota(self) -> CpuQuota:
         return self._cpu_quota

@@ -119,7 +119,11 @@ def _stateless_ticks(
 class StatState:
     """What one cgroup was last shown, to continue from on its next read: the per-CPU
     lines (by shown number), the aggregate ``cpu`` line, the usage and host time they were
-    computed at, and the last lines of CPUs shown before but not now (``hidden``)."""
+    computed at, and the last lines of CPUs shown before but not now (``hidden``).
+
+    ``identity`` is the usage cgroup directory's inode: a cgroup made again at the same
+    path (an LXC container name reused) starts from its own usage, never from the ticks
+    its predecessor, maybe another tenant's, was shown."""
 
     shown: tuple[int, ...]
     busy: tuple[tuple[int, int], ...]
@@ -127,6 +131,7 @@ class StatState:
     per_cpu: tuple[tuple[int, ...], ...]
     total: tuple[int, ...]
     hidden: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    identity: int = 0
 
 
 def advance(
@@ -136,24 +141,30 @@ def advance(
     user_hz: int,
     quota_cpus: float | None,
     previous: StatState | None,
+    identity: int = 0,
 ) -> tuple[list[CpuLine], StatState]:
     """The lines for this read and the state for the next one.
 
-    The first read is ``compute``'s. Later reads add, per CPU, the growth of the cgroup's
-    user/system ticks, scaled down so that the cgroup's total busy growth stays within
-    ``quota_cpus`` times the elapsed wall time and no CPU is busier than its own elapsed
-    time; idle takes the rest, and the aggregate line adds what the CPU lines added. Every
-    field is thus non-decreasing and no line runs ahead of the host, also across a change
-    of the visible CPUs (``_reshown``).
+    The first read is ``compute``'s, and so is a read whose usage cgroup is not the one
+    ``previous`` was computed for (another ``identity``). Later reads add, per CPU, the
+    growth of the cgroup's user/system ticks, scaled down so that the cgroup's total busy
+    growth stays within ``quota_cpus`` times the elapsed wall time and no CPU is busier
+    than its own elapsed time; idle takes the rest, and the aggregate line adds what the
+    CPU lines added. Every field is thus non-decreasing and no line runs ahead of the
+    host, also across a change of the visible CPUs (``_reshown``).
     """
     busy = per_cpu_busy(usage, cpus, user_hz)
     elapsed = host_elapsed(host, cpus)
     shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
     width = len(host.total.ticks)
+    if previous is not None and previous.identity != identity:
+        previous = None
     if previous is None or len(previous.total) != width:
         lines = _lines(shown, _stateless_ticks(busy, elapsed, width))
         first = tuple(line.ticks for line in lines[1:])
-        return lines, StatState(shown, tuple(busy), tuple(elapsed), first, lines[0].ticks)
+        return lines, StatState(
+            shown, tuple(busy), tuple(elapsed), first, lines[0].ticks, identity=identity
+        )
     if previous.shown != shown:
         return _reshown(previous, shown, busy, elapsed, width)
     grown_elapsed = [
@@ -197,7 +208,13 @@ def advance(
     total[SYSTEM] += added_system
     total[IDLE] += added_idle
     state = StatState(
-        shown, tuple(busy), tuple(elapsed), tuple(per_cpu), tuple(total), previous.hidden
+        shown,
+        tuple(busy),
+        tuple(elapsed),
+        tuple(per_cpu),
+        tuple(total),
+        previous.hidden,
+        previous.identity,
     )
     return _lines(state.shown, state.per_cpu, state.total), state
 
@@ -222,7 +239,9 @@ def _reshown(
     per_cpu = tuple(last.get(number, ticks) for number, ticks in zip(shown, fresh, strict=True))
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
-    state = StatState(shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden)
+    state = StatState(
+        shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden, previous.identity
+    )
     return _lines(state.shown, state.per_cpu, state.total), state
 
 

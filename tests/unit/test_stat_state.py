@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,3 +199,33 @@ def test_service_keeps_stat_monotonic_across_reads(tmp_path: Path) -> None:
     after = [int(v) for v in second.split(b"\n")[0].split()[1:]]
     assert all(a >= b for a, b in zip(after, before, strict=True))
     assert len(service.stat_states) == 1
+
+
+def cpu_fields(content: bytes) -> dict[str, list[int]]:
+    """The CPU lines of a /proc/stat as top parses them: name -> counters."""
+    return {
+        name: [int(value) for value in fields]
+        for name, *fields in (line.split() for line in content.decode().splitlines())
+        if name.startswith("cpu")
+    }
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_cgroup_made_again_at_the_same_path_does_not_inherit_cpu_time(
+    tmp_path: Path, kind: str
+) -> None:
+    """An LXC container removed and created again under the same name (another tenant,
+    maybe) is shown its own CPU time, not what its predecessor had used."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(900, "/lxc/web", namespace="ct", nspid=(900, 1))
+    host.set_cpu("/lxc/web", "0-1", None, {0: (500 * SECOND, 100 * SECOND)})
+    service = host.service()
+    old = cpu_fields(service.render("proc/stat", 900))
+    assert old["cpu"][0] == 50_000
+    for controller in ("cpu", "cpuset", "memory", "blkio"):
+        shutil.rmtree(host.hierarchy_dir(controller) / "lxc/web", ignore_errors=True)
+    host.add_process(900, "/lxc/web", namespace="ct2", nspid=(900, 1))
+    host.set_cpu("/lxc/web", "0-1", None, {0: (2 * SECOND, SECOND)})
+    new = cpu_fields(service.render("proc/stat", 900))
+    assert (new["cpu"][0], new["cpu"][2]) == (200, 100)
+    assert new["cpu"] == [sum(f) for f in zip(new["cpu0"], new["cpu1"], strict=True)]
