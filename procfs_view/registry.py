@@ -59,9 +59,10 @@ def _online(request: Request) -> bytes:
 
 
 def _stat(request: Request) -> bytes:
-    """Stateful: counters continue from the cgroup's previous read and never go back."""
+    """Stateful: counters continue from the previous read by a caller with the same usage
+    cgroup and visible-CPU cgroups, and never go back."""
     host = request.host.stat()
-    cgroup, identity = request.cpu_usage_cgroup()
+    key, identity = request.cpu_state_key()
     states = request.service.stat_states
     lines, state = stat.advance(
         host,
@@ -69,10 +70,10 @@ def _stat(request: Request) -> bytes:
         request.visible_cpus(),
         request.user_hz,
         request.cpu_quota().cpus,
-        states.get(cgroup),
+        states.get(key),
         identity,
     )
-    states.put(cgroup, state)
+    states.put(key, state)
     return stat.render_lines(host, lines)
 
 

@@ -545,6 +545,17 @@ class CgroupReader:
             raise ServeHost(f"pid {membership.pid} is in the root cgroup")
         return unified
 
+    def visible_cpu_dirs(self, membership: CgroupMembership, cpu_view: bool) -> tuple[Path, ...]:
+        """The directories that decide which CPUs the process is shown: its cpuset cgroup
+        (none without a cpuset hierarchy) and, with the CPU view, its cpu (quota) cgroup.
+        On v1 processes sharing a cpuacct cgroup may differ in these (a workload pinned into
+        a sub-cpuset of its container)."""
+        dirs = []
+        for controller in ("cpuset", "cpu") if cpu_view else ("cpuset",):
+            if self.layout.hierarchy_for(controller) is not None:
+                dirs.append(self.locate(membership, controller).path)
+        return tuple(dirs)
+
     def cpu_usage(self, membership: CgroupMembership) -> CpuUsage:
         """CPU time used by the cgroup: v1 cpuacct per CPU, v2 cpu.stat totals."""
         directory = self.cpu_usage_dir(membership)

@@ -184,6 +184,11 @@ def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> N
     store.put(kept, 2)
     assert store.get(kept) == 2
     assert len(store) == 1
+    # A composite key (usage cgroup, cpuset cgroup) goes when any of its cgroups goes.
+    store.put((kept, tmp_path / "gone-cpuset"), 3)
+    store.put((kept, kept), 4)
+    assert store.get((kept, tmp_path / "gone-cpuset")) is None
+    assert store.get((kept, kept)) == 4
 
 
 def test_service_keeps_stat_monotonic_across_reads(tmp_path: Path) -> None:
@@ -229,3 +234,45 @@ def test_a_cgroup_made_again_at_the_same_path_does_not_inherit_cpu_time(
     new = cpu_fields(service.render("proc/stat", 900))
     assert (new["cpu"][0], new["cpu"][2]) == (200, 100)
     assert new["cpu"] == [sum(f) for f in zip(new["cpu0"], new["cpu1"], strict=True)]
+
+
+def write_host_stat(host: FixtureHost, elapsed: list[int]) -> None:
+    """The fixture host's /proc/stat with each CPU's elapsed ticks all idle."""
+    lines = [f"cpu{n} 0 0 0 {e} 0 0 0 0 0 0" for n, e in enumerate(elapsed)]
+    lines.insert(0, f"cpu  0 0 0 {sum(elapsed)} 0 0 0 0 0 0")
+    (host.proc / "stat").write_text("\n".join([*lines, "ctxt 1", "btime 1"]) + "\n")
+
+
+def delta(now: dict[str, list[int]], then: dict[str, list[int]], name: str) -> tuple[int, int]:
+    """(busy, all) ticks a line grew by: what top's %Cpu(s) divides."""
+    grown = [a - b for a, b in zip(now[name], then[name], strict=True)]
+    assert min(grown) >= 0, name
+    return grown[0] + grown[2], sum(grown[:8])
+
+
+def test_callers_in_one_cpuacct_cgroup_with_other_cpusets_keep_their_own_counters(
+    tmp_path: Path,
+) -> None:
+    """v1: a workload pinned into a sub-cpuset of its container (cpuacct shared). Each
+    read by one looked like a change of CPUs to the other, and top showed 0 % for a
+    container busy on both its CPUs."""
+    host = FixtureHost(tmp_path, "v1")
+    host.add_process(900, "/ct", namespace="ct", nspid=(900, 1))
+    host.add_process(901, "/ct", namespace="ct", nspid=(901, 2))
+    cgroup_file = host.proc / "901" / "cgroup"
+    cgroup_file.write_text(cgroup_file.read_text().replace(":cpuset:/ct", ":cpuset:/ct/pinned"))
+    host.write("cpuset", "/ct/pinned", {"cpuset.cpus": "1"})
+    service = host.service()
+    last: dict[int, dict[str, list[int]]] = {}
+    for second in range(4):  # the container burns both its CPUs all along
+        write_host_stat(host, [1000 + 100 * second] * 4)
+        busy_ns = (5 + second) * SECOND
+        host.set_cpu("/ct", "0-1", None, {0: (busy_ns, 0), 1: (busy_ns, 0)})
+        for pid in (900, 901):
+            lines = cpu_fields(service.render("proc/stat", pid))
+            if pid in last:
+                cpus = len(lines) - 1
+                assert delta(lines, last[pid], "cpu") == (100 * cpus, 100 * cpus)
+            last[pid] = lines
+    assert set(last[900]) == {"cpu", "cpu0", "cpu1"}
+    assert set(last[901]) == {"cpu", "cpu1"}
