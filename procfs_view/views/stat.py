@@ -118,14 +118,16 @@ def _stateless_ticks(
 @dataclass(frozen=True)
 class StatState:
     """What one cgroup was last shown, to continue from on its next read: the per-CPU
-    lines (by shown number), the aggregate ``cpu`` line, the usage and host time they were
-    computed at, and the last lines of CPUs shown before but not now (``hidden``).
+    lines (by shown number), the physical CPU behind each, the aggregate ``cpu`` line, the
+    usage and host time they were computed at, and the last lines of CPUs shown before but
+    not now (``hidden``).
 
     ``identity`` is the usage cgroup directory's inode: a cgroup made again at the same
     path (an LXC container name reused) starts from its own usage, never from the ticks
     its predecessor, maybe another tenant's, was shown."""
 
     shown: tuple[int, ...]
+    physical: tuple[int, ...]
     busy: tuple[tuple[int, int], ...]
     elapsed: tuple[int, ...]
     per_cpu: tuple[tuple[int, ...], ...]
@@ -163,10 +165,19 @@ def advance(
         lines = _lines(shown, _stateless_ticks(busy, elapsed, width))
         first = tuple(line.ticks for line in lines[1:])
         return lines, StatState(
-            shown, tuple(busy), tuple(elapsed), first, lines[0].ticks, identity=identity
+            shown,
+            cpus.physical,
+            tuple(busy),
+            tuple(elapsed),
+            first,
+            lines[0].ticks,
+            identity=identity,
         )
-    if previous.shown != shown:
-        return _reshown(previous, shown, busy, elapsed, width)
+    # With the CPU view a move to other physical CPUs keeps the shown numbers (cpuset 1 ->
+    # 0 shows cpu0 either way), but growth measured against another CPU's elapsed time is
+    # no growth: idle jumped by the difference between the two CPUs' elapsed times.
+    if previous.shown != shown or previous.physical != cpus.physical:
+        return _reshown(previous, cpus.physical, shown, busy, elapsed, width)
     grown_elapsed = [
         max(0, now - then) for now, then in zip(elapsed, previous.elapsed, strict=True)
     ]
@@ -209,6 +220,7 @@ def advance(
     total[IDLE] += added_idle
     state = StatState(
         shown,
+        previous.physical,
         tuple(busy),
         tuple(elapsed),
         tuple(per_cpu),
@@ -221,13 +233,15 @@ def advance(
 
 def _reshown(
     previous: StatState,
+    physical: tuple[int, ...],
     shown: tuple[int, ...],
     busy: list[tuple[int, int]],
     elapsed: list[int],
     width: int,
 ) -> tuple[list[CpuLine], StatState]:
     """The read after the visible CPUs changed (a new cpuset, or a new quota with the CPU
-    view: ``docker update``, an in-place pod resize). Starting over from ``compute`` made
+    view: ``docker update``, an in-place pod resize), or the physical CPUs behind the
+    shown numbers did (the CPU view renumbers them). Starting over from ``compute`` made
     counters jump back (a widened cpuset took cpu0's user from 550 to 300 ticks), and
     ``top`` printed negative or >100% figures. Instead a CPU still shown keeps its line, one
     shown again resumes its last, a new one starts from this instant alone, and the aggregate
@@ -240,7 +254,14 @@ def _reshown(
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
     state = StatState(
-        shown, tuple(busy), tuple(elapsed), per_cpu, previous.total, hidden, previous.identity
+        shown,
+        physical,
+        tuple(busy),
+        tuple(elapsed),
+        per_cpu,
+        previous.total,
+        hidden,
+        previous.identity,
     )
     return _lines(state.shown, state.per_cpu, state.total), state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from procfs_view.host import CpuLine, HostStat
 from procfs_view.options import ViewOptions
 from procfs_view.service import StateStore
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
-from procfs_view.views.stat import StatState, advance
+from procfs_view.views.stat import SYSTEM, USER, StatState, advance
 from tests.fixtures import FixtureHost
 
 HZ = 100
@@ -276,3 +277,34 @@ def test_callers_in_one_cpuacct_cgroup_with_other_cpusets_keep_their_own_counter
             last[pid] = lines
     assert set(last[900]) == {"cpu", "cpu0", "cpu1"}
     assert set(last[901]) == {"cpu", "cpu1"}
+
+
+def top_frames(frames: list[list[CpuLine]], name: str = "cpu") -> list[tuple[int, int]]:
+    """(busy, all) ticks each of ``top``'s refreshes divides, for line ``name``."""
+    result = []
+    for before, after in pairwise(frames):
+        then = next(line.ticks for line in before if line.name == name)
+        now = next(line.ticks for line in after if line.name == name)
+        grown = [a - b for a, b in zip(now, then, strict=True)]
+        assert min(grown) >= 0, (name, grown)
+        result.append((grown[USER] + grown[SYSTEM], sum(grown[:8])))
+    return result
+
+
+def test_a_move_to_another_physical_cpu_under_the_same_number_keeps_the_host_pace() -> None:
+    """--enable-cfs, quota 1 CPU: cpuset 1 -> 0 shows cpu0 before and after. The host's
+    cpu0 has 40 s more elapsed time than cpu1 (cpu1 was hot-added later): measured against
+    cpu1's, idle jumped by 4000 ticks in one refresh, and top showed ~1 % for a container
+    using half a CPU."""
+    on_cpu1 = visible_cpus((1,), (0, 1), CpuQuota(1.0), cpu_view=True)
+    on_cpu0 = visible_cpus((0,), (0, 1), CpuQuota(1.0), cpu_view=True)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([on_cpu1, on_cpu1, on_cpu0, on_cpu0, on_cpu0]):
+        host = host_stat([5000 + 100 * second, 1000 + 100 * second])
+        lines, state = advance(host, usage(0.5 * second, 0), cpus, HZ, 1.0, state)
+        assert [line.name for line in lines] == ["cpu", "cpu0"]
+        frames.append(lines)
+    refreshes = top_frames(frames)
+    assert all(elapsed <= 100 for _, elapsed in refreshes)
+    assert refreshes[0] == refreshes[-1] == (50, 100)
