@@ -245,12 +245,22 @@ def _reshown(
     counters jump back (a widened cpuset took cpu0's user from 550 to 300 ticks), and
     ``top`` printed negative or >100% figures. Instead a CPU still shown keeps its line, one
     shown again resumes its last, a new one starts from this instant alone, and the aggregate
-    stays; growth is measured from this read on. Like the kernel's (which sums every
+    adds the lines of the CPUs shown for the first time (kept as it was, it stayed below
+    the sum of the CPU lines for good after a widening, by the idle since boot of each new
+    CPU); growth is measured from this read on. Like the kernel's (which sums every
     possible CPU), the aggregate never drops when CPUs go away."""
     last = dict(previous.hidden)
     last.update(zip(previous.shown, previous.per_cpu, strict=True))
     fresh = _stateless_ticks(busy, elapsed, width)
-    per_cpu = tuple(last.get(number, ticks) for number, ticks in zip(shown, fresh, strict=True))
+    total = list(previous.total)
+    per_cpu_lines: list[tuple[int, ...]] = []
+    for number, ticks in zip(shown, fresh, strict=True):
+        line = last.get(number)
+        if line is None:  # never shown before: not in the aggregate yet
+            line = ticks
+            total = [a + b for a, b in zip(total, ticks, strict=True)]
+        per_cpu_lines.append(line)
+    per_cpu = tuple(per_cpu_lines)
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
     state = StatState(
@@ -259,7 +269,7 @@ def _reshown(
         tuple(busy),
         tuple(elapsed),
         per_cpu,
-        previous.total,
+        tuple(total),
         hidden,
         previous.identity,
     )

@@ -115,6 +115,8 @@ def test_a_widened_cpuset_does_not_take_counters_back() -> None:
     for line in after:
         if line.name in before:
             assert all(a >= b for a, b in zip(line.ticks, before[line.name], strict=True))
+    # psutil.cpu_times() and cpu_times(percpu=True) agree: the aggregate is their sum.
+    assert after[0].ticks == tuple(map(sum, zip(*(line.ticks for line in after[1:]), strict=True)))
     # And top's next refresh sees the four CPUs at the host's pace.
     later, _ = advance(host_stat([1500] * 4), usage(14, 0), four, HZ, None, state)
     for old, new in zip(after, later, strict=True):
@@ -172,6 +174,10 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
             if before is not None:
                 assert all(a >= b for a, b in zip(line.ticks, before, strict=True)), line.name
             last[line.name] = line.ticks
+        # The aggregate never falls below the CPU lines shown (a widening adds the new
+        # CPUs' lines to it; after a narrowing it keeps the CPUs gone, as the kernel's).
+        summed = [sum(column) for column in zip(*(line.ticks for line in lines[1:]), strict=True)]
+        assert all(a >= b for a, b in zip(lines[0].ticks, summed, strict=True))
 
 
 def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> None:
