@@ -140,18 +140,23 @@ def test_a_widened_cpuset_does_not_take_counters_back() -> None:
     ),
     cpu_view=st.booleans(),
     per_cpu_usage=st.booleans(),  # v1's cpuacct.usage_all, or v2's totals only
+    head_starts=st.lists(st.integers(0, 50_000), min_size=6, max_size=6),  # hot-added CPUs
 )
 def test_no_counter_goes_back_when_the_visible_cpus_change(
     steps: list[tuple[set[int], float | None, int, int, int]],
     cpu_view: bool,
     per_cpu_usage: bool,
+    head_starts: list[int],
 ) -> None:
     """Whatever the cpuset and quota do between reads, the aggregate line and every CPU
-    line (also one that disappears and comes back) only move forward."""
+    line (also one that disappears and comes back) only move forward, and no CPU line
+    grows by more than the time that passed (host CPUs differ in elapsed time: a move
+    to another CPU under the same shown number must not show their difference)."""
     host_cpus = tuple(range(6))
     elapsed, user, system = 10_000, 0, 0
     state: StatState | None = None
     last: dict[str, tuple[int, ...]] = {}
+    seen_at: dict[str, int] = {}
     for cpuset, quota, grown, user_gain, system_gain in steps:
         elapsed += grown
         user, system = user + user_gain, system + system_gain
@@ -159,7 +164,7 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
         total = CpuTimes(6 * user * SECOND // HZ, 6 * system * SECOND // HZ)
         cpus = visible_cpus(tuple(sorted(cpuset)), host_cpus, CpuQuota(quota), cpu_view)
         lines, state = advance(
-            host_stat([elapsed] * 6),
+            host_stat([elapsed + head_start for head_start in head_starts]),
             CpuUsage(total, per_cpu if per_cpu_usage else None),
             cpus,
             HZ,
@@ -173,7 +178,11 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
             before = last.get(line.name)
             if before is not None:
                 assert all(a >= b for a, b in zip(line.ticks, before, strict=True)), line.name
+                if line.name != "cpu":
+                    passed = elapsed - seen_at[line.name]
+                    assert sum(line.ticks[:8]) - sum(before[:8]) <= passed, line.name
             last[line.name] = line.ticks
+            seen_at[line.name] = elapsed
         # The aggregate never falls below the CPU lines shown (a widening adds the new
         # CPUs' lines to it; after a narrowing it keeps the CPUs gone, as the kernel's).
         summed = [sum(column) for column in zip(*(line.ticks for line in lines[1:]), strict=True)]
@@ -311,6 +320,51 @@ def test_a_move_to_another_physical_cpu_under_the_same_number_keeps_the_host_pac
         lines, state = advance(host, usage(0.5 * second, 0), cpus, HZ, 1.0, state)
         assert [line.name for line in lines] == ["cpu", "cpu0"]
         frames.append(lines)
-    refreshes = top_frames(frames)
-    assert all(elapsed <= 100 for _, elapsed in refreshes)
-    assert refreshes[0] == refreshes[-1] == (50, 100)
+    # Every refresh, the one across the move too, shows the half CPU busy.
+    assert top_frames(frames) == [(50, 100)] * 4
+
+
+def test_cpus_kept_across_a_widening_show_the_interval_before_it() -> None:
+    """v1 (usage per CPU), CPUs with other elapsed times (cpu2 and cpu3 hot-added later):
+    the refresh across cpuset 0-1 -> 0-3 showed 0 % busy, the interval was dropped. Now
+    cpu0 and cpu1 show it, and the next refreshes show 2 of 4 CPUs busy."""
+    two = visible_cpus((0, 1), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    four = visible_cpus((0, 1, 2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([two, two, four, four]):
+        host = host_stat([9000 + 100 * second, 8000 + 100 * second, 700 + 100 * second, 600])
+        used = CpuTimes(2 * second * SECOND, 0)  # cpu0 and cpu1 fully busy, user time
+        per_cpu = {0: used, 1: used, 2: CpuTimes(0, 0), 3: CpuTimes(0, 0)}
+        lines, state = advance(
+            host, CpuUsage(CpuTimes(4 * second * SECOND, 0), per_cpu), cpus, HZ, None, state
+        )
+        frames.append(lines)
+    for name in ("cpu0", "cpu1"):
+        assert top_frames(frames, name) == [(100, 100)] * 3
+    assert top_frames(frames[2:], "cpu2") == [(0, 100)]
+    assert top_frames(frames[2:], "cpu3") == [(0, 0)]  # its host CPU is not running
+    assert top_frames(frames, "cpu")[0] == (200, 200)
+    assert top_frames(frames, "cpu")[1][0] == 200  # across the change: the busy shown
+    assert top_frames(frames, "cpu")[2] == (200, 300)
+    last = frames[-1]
+    assert last[0].ticks == tuple(map(sum, zip(*(line.ticks for line in last[1:]), strict=True)))
+
+
+def test_cpus_kept_across_a_narrowing_show_their_share_of_spread_usage() -> None:
+    """v2 (totals only): a container busy on 4 CPUs narrowed to 2 by ``docker update``;
+    the kept CPUs show their share of the interval's usage instead of 0 %."""
+    four = visible_cpus((0, 1, 2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    two = visible_cpus((2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([four, four, two, two]):
+        host = host_stat(
+            [5000 + 100 * second, 4000 + 100 * second, 3000 + 100 * second, 2000 + 100 * second]
+        )
+        busy_s = 4 * min(second, 2) + 2 * max(0, second - 2)
+        lines, state = advance(host, usage(busy_s, 0), cpus, HZ, None, state)
+        frames.append(lines)
+    for name in ("cpu2", "cpu3"):
+        assert top_frames(frames, name) == [(100, 100)] * 3
+    assert top_frames(frames[2:]) == [(200, 200)]
