@@ -246,6 +246,10 @@ class Request:
     def cpu_usage(self) -> CpuUsage:
         return self.cgroups.cpu_usage(self.membership)
 
+    def cpu_usage_at_root(self) -> bool:
+        """Whether the caller's CPU time is accounted in the root cgroup (the host's)."""
+        return self.cgroups.locate_cpu_usage(self.membership).is_root
+
     def cpu_state_key(self) -> tuple[tuple[Path, ...], int]:
         """The key of per-caller /proc/stat state and the usage directory's inode (what
         tells a cgroup made again at the same path from the old).

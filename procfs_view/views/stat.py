@@ -121,6 +121,40 @@ def _stateless_ticks(
     return per_cpu
 
 
+def present(host: HostStat, cpus: VisibleCpus) -> VisibleCpus:
+    """The visible CPUs that have a line in the host file (all of them, unless one went
+    offline since the online list was read; and all when none has)."""
+    kept = tuple(number for number in cpus.physical if host.cpu(number) is not None)
+    if not kept or len(kept) == cpus.count:
+        return cpus
+    return VisibleCpus(kept, cpus.renumbered)
+
+
+def restricted(host: HostStat, cpus: VisibleCpus) -> bool:
+    """Whether a caller shown ``cpus`` would see other CPU lines than the host file's:
+    fewer CPUs (a cpuset, the CPU view's quota), or renumbered ones."""
+    cpus = present(host, cpus)
+    if all(host.cpu(number) is None for number in cpus.physical):
+        return False  # nothing to show but the host's lines
+    shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
+    return shown != cpus.physical or shown != host.cpu_numbers
+
+
+def host_cpu_lines(host: HostStat, cpus: VisibleCpus) -> list[CpuLine]:
+    """For a caller whose CPU time is the host's (the root cpuacct cgroup) but that is
+    shown only some CPUs: those CPUs' host lines under their shown numbers, and an
+    aggregate that is their sum. LXCFS shows only those CPUs too; the whole host file had
+    cpu0 and cpu1 where nproc said 1."""
+    cpus = present(host, cpus)
+    shown, per_cpu = [], []
+    for index, physical in enumerate(cpus.physical):
+        line = host.cpu(physical)
+        if line is not None:  # all of them, unless none is in the host file
+            shown.append(cpus.shown_number(index))
+            per_cpu.append(line.ticks)
+    return _lines(shown, per_cpu) if per_cpu else [host.total]
+
+
 @dataclass(frozen=True)
 class StatState:
     """What one cgroup was last shown, to continue from on its next read: the per-CPU
