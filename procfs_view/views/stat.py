@@ -74,13 +74,14 @@ def per_cpu_busy(usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[tuple
 
 
 def host_elapsed(host: HostStat, cpus: VisibleCpus) -> list[int]:
-    """Elapsed ticks of the host CPU behind each visible CPU (a CPU missing from the host
-    file, e.g. just hot-unplugged, counts as the busiest known one)."""
+    """Elapsed ticks of the host CPU behind each visible CPU. The views first leave out a
+    CPU missing from the host file (``present``); should none of them be there, each
+    counts as the host's average CPU."""
     sums = host.counter_sums(cpus.physical, _ELAPSED_FIELDS)
     known = [value for value in sums if value is not None]
     if len(known) == len(sums):
         return known
-    typical = max(known) if known else _elapsed(host.total, 0) // max(1, host.cpu_count)
+    typical = _elapsed(host.total, 0) // max(1, host.cpu_count)
     return [typical if value is None else value for value in sums]
 
 
@@ -101,6 +102,7 @@ def _lines(
 
 def compute(host: HostStat, usage: CpuUsage, cpus: VisibleCpus, user_hz: int) -> list[CpuLine]:
     """The ``cpu`` line followed by one line per visible CPU, from this instant alone."""
+    cpus = present(host, cpus)
     per_cpu = _stateless_ticks(
         per_cpu_busy(usage, cpus, user_hz), host_elapsed(host, cpus), len(host.total.ticks)
     )
@@ -124,7 +126,8 @@ def _stateless_ticks(
 def present(host: HostStat, cpus: VisibleCpus) -> VisibleCpus:
     """The visible CPUs that have a line in the host file (all of them, unless one went
     offline since the online list was read; and all when none has)."""
-    kept = tuple(number for number in cpus.physical if host.cpu(number) is not None)
+    known = set(host.cpu_numbers)  # no line converted: hosts have hundreds
+    kept = tuple(number for number in cpus.physical if number in known)
     if not kept or len(kept) == cpus.count:
         return cpus
     return VisibleCpus(kept, cpus.renumbered)
@@ -134,7 +137,7 @@ def restricted(host: HostStat, cpus: VisibleCpus) -> bool:
     """Whether a caller shown ``cpus`` would see other CPU lines than the host file's:
     fewer CPUs (a cpuset, the CPU view's quota), or renumbered ones."""
     cpus = present(host, cpus)
-    if all(host.cpu(number) is None for number in cpus.physical):
+    if not set(cpus.physical) & set(host.cpu_numbers):
         return False  # nothing to show but the host's lines
     shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
     return shown != cpus.physical or shown != host.cpu_numbers
@@ -195,6 +198,10 @@ def advance(
     CPU lines added. Every field is thus non-decreasing and no line runs ahead of the
     host, also across a change of the visible CPUs (``_reshown``).
     """
+    # A CPU that went offline is still in the online list for up to the cache TTL, but no
+    # longer in the host file: it is left out of this read (it was charged the busiest
+    # CPU's elapsed time), and comes back as any CPU shown again does.
+    cpus = present(host, cpus)
     busy = per_cpu_busy(usage, cpus, user_hz)
     spread = _spread(usage, cpus)
     elapsed = host_elapsed(host, cpus)

@@ -368,3 +368,26 @@ def test_cpus_kept_across_a_narrowing_show_their_share_of_spread_usage() -> None
     for name in ("cpu2", "cpu3"):
         assert top_frames(frames, name) == [(100, 100)] * 3
     assert top_frames(frames[2:]) == [(200, 200)]
+
+
+def test_a_cpu_gone_from_the_host_file_is_left_out_until_it_is_back() -> None:
+    """cpu3 is unplugged: for up to the cache TTL the online list still has it, the host
+    file does not. It was charged the busiest CPU's elapsed time (idle jumped by cpu0's
+    lead over it); now it is left out of that read and resumes its line once back."""
+    cpus = visible_cpus((2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second in range(4):
+        elapsed = [90_000 + 100 * second, 1000, 1000 + 100 * second, 1000 + 100 * second]
+        host = host_stat(elapsed)
+        if second == 2:  # the host file lacks cpu3
+            host = HostStat(host.total, tuple(host.cpu(n) for n in (0, 1, 2)), ("ctxt 1",))
+        lines, state = advance(host, usage(0.5 * second, 0), cpus, HZ, None, state)
+        frames.append(lines)
+        expected = ["cpu", "cpu2"] if second == 2 else ["cpu", "cpu2", "cpu3"]
+        assert [line.name for line in lines] == expected
+    # No refresh shows more time than passed on the container's two CPUs (cpu3 charged
+    # cpu0's 90000 ticks made top show 0 % busy); cpu2 keeps the host's pace throughout.
+    assert all(elapsed <= 200 for _, elapsed in top_frames(frames))
+    assert [elapsed for _, elapsed in top_frames(frames, "cpu2")] == [100] * 3
+    assert top_frames([frames[1], frames[3]], "cpu3") == [(0, 0)]  # resumed where it was
