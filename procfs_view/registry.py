@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from procfs_view.errors import ServeHost
 from procfs_view.views import (
     cpu_online,
     cpuinfo,
@@ -59,9 +60,17 @@ def _online(request: Request) -> bytes:
 
 
 def _stat(request: Request) -> bytes:
-    """Stateful: counters continue from the cgroup's previous read and never go back."""
+    """Stateful: counters continue from the previous read by a caller with the same usage
+    cgroup and visible-CPU cgroups, and never go back. A caller whose CPU time is the
+    root cgroup's gets the host's lines of the CPUs it is shown (all of them: the host
+    file), as LXCFS does: nproc and /proc/stat must agree."""
     host = request.host.stat()
-    cgroup = request.cpu_usage_cgroup()
+    if request.cpu_usage_at_root():
+        cpus = request.visible_cpus()
+        if not stat.restricted(host, cpus):
+            raise ServeHost("caller is in the root cgroup, on every CPU")
+        return stat.render_lines(host, stat.host_cpu_lines(host, cpus))
+    key, identity = request.cpu_state_key()
     states = request.service.stat_states
     lines, state = stat.advance(
         host,
@@ -69,9 +78,10 @@ def _stat(request: Request) -> bytes:
         request.visible_cpus(),
         request.user_hz,
         request.cpu_quota().cpus,
-        states.get(cgroup),
+        states.get(key),
+        identity,
     )
-    states.put(cgroup, state)
+    states.put(key, state)
     return stat.render_lines(host, lines)
 
 

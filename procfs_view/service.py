@@ -105,26 +105,32 @@ def describe_cgroup(cgroup_text: str) -> str:
     return "?" if not paths else next(iter(paths.values()))
 
 
+#: What a stateful view's state is kept under: a cgroup directory, or several (the
+#: /proc/stat state of callers that share a usage cgroup but not their cpuset).
+StateKey = Path | tuple[Path, ...]
+
+
 class StateStore(Generic[StateT]):
-    """Per-cgroup state of the stateful views, keyed by cgroup directory: bounded (least
-    recently used entries go first) and pruned of cgroups that no longer exist."""
+    """Per-cgroup state of the stateful views, keyed by cgroup directory (or a tuple of
+    them): bounded (least recently used entries go first) and pruned of keys naming a
+    cgroup that no longer exists."""
 
     def __init__(self, capacity: int = 4096, prune_every: int = 512) -> None:
         self.capacity = capacity
         self.prune_every = prune_every
-        self._states: OrderedDict[Path, StateT] = OrderedDict()
+        self._states: OrderedDict[StateKey, StateT] = OrderedDict()
         self._puts = 0
 
     def __len__(self) -> int:
         return len(self._states)
 
-    def get(self, cgroup: Path) -> StateT | None:
+    def get(self, cgroup: StateKey) -> StateT | None:
         state = self._states.get(cgroup)
         if state is not None:
             self._states.move_to_end(cgroup)
         return state
 
-    def put(self, cgroup: Path, state: StateT) -> None:
+    def put(self, cgroup: StateKey, state: StateT) -> None:
         self._states[cgroup] = state
         self._states.move_to_end(cgroup)
         while len(self._states) > self.capacity:
@@ -133,7 +139,7 @@ class StateStore(Generic[StateT]):
         if self._puts % self.prune_every == 0:
             self.prune()
 
-    def forget(self, cgroup: Path) -> None:
+    def forget(self, cgroup: StateKey) -> None:
         self._states.pop(cgroup, None)
 
     def adopt(self, previous: StateStore[Any], state_type: type) -> None:
@@ -148,8 +154,17 @@ class StateStore(Generic[StateT]):
 
     def prune(self) -> None:
         """Drop the state of cgroups that were removed."""
-        for cgroup in [c for c in self._states if not c.is_dir()]:
-            del self._states[cgroup]
+        existing: dict[Path, bool] = {}
+
+        def exists(path: Path) -> bool:
+            known = existing.get(path)
+            if known is None:
+                known = existing[path] = path.is_dir()
+            return known
+
+        for key in list(self._states):
+            if not all(map(exists, key if isinstance(key, tuple) else (key,))):
+                del self._states[key]
 
 
 class Request:
@@ -231,9 +246,24 @@ class Request:
     def cpu_usage(self) -> CpuUsage:
         return self.cgroups.cpu_usage(self.membership)
 
-    def cpu_usage_cgroup(self) -> Path:
-        """The directory the CPU usage comes from: the key of per-cgroup CPU state."""
-        return self.cgroups.cpu_usage_dir(self.membership).path
+    def cpu_usage_at_root(self) -> bool:
+        """Whether the caller's CPU time is accounted in the root cgroup (the host's)."""
+        return self.cgroups.locate_cpu_usage(self.membership).is_root
+
+    def cpu_state_key(self) -> tuple[tuple[Path, ...], int]:
+        """The key of per-caller /proc/stat state and the usage directory's inode (what
+        tells a cgroup made again at the same path from the old).
+
+        The key is the directory the CPU usage comes from, then those that decide the
+        visible CPUs (``visible_cpu_dirs``): callers sharing a v1 cpuacct cgroup under
+        other cpusets each have counters of their own, where one state took each read by
+        the other for a change of CPUs and showed a busy container 0 %."""
+        directory = self.cgroups.cpu_usage_dir(self.membership).path
+        key = (directory, *self.cgroups.visible_cpu_dirs(self.membership, self.options.cpu_view))
+        try:
+            return key, os.stat(directory).st_ino
+        except OSError as error:  # removed mid-request
+            raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
 
     def cpu_quota(self) -> CpuQuota:
         return self._cpu_quota

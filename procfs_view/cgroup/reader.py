@@ -542,16 +542,34 @@ class CgroupReader:
                 tightest = value
         return CpuQuota(tightest)
 
-    def cpu_usage_dir(self, membership: CgroupMembership) -> CgroupDir:
-        """Where the cgroup's CPU time is accounted: v1 cpuacct, else the v2 cgroup."""
+    def locate_cpu_usage(self, membership: CgroupMembership) -> CgroupDir:
+        """Where the process's CPU time is accounted (v1 cpuacct, else the v2 cgroup), the
+        hierarchy's root included: a process there may still be limited to some CPUs by
+        its cpuset (or quota), and is then shown those CPUs' host lines."""
         if self.layout.hierarchy_for("cpuacct") is not None:
-            return self._container(membership, "cpuacct")
+            return self.locate(membership, "cpuacct")
         unified = self.locate_unified(membership)
         if unified is None:
             raise CgroupUnavailable("no cpuacct hierarchy and no unified hierarchy")
-        if unified.is_root:
-            raise ServeHost(f"pid {membership.pid} is in the root cgroup")
         return unified
+
+    def cpu_usage_dir(self, membership: CgroupMembership) -> CgroupDir:
+        """Where the cgroup's CPU time is accounted: v1 cpuacct, else the v2 cgroup."""
+        directory = self.locate_cpu_usage(membership)
+        if directory.is_root:
+            raise ServeHost(f"pid {membership.pid} is in the root cgroup")
+        return directory
+
+    def visible_cpu_dirs(self, membership: CgroupMembership, cpu_view: bool) -> tuple[Path, ...]:
+        """The directories that decide which CPUs the process is shown: its cpuset cgroup
+        (none without a cpuset hierarchy) and, with the CPU view, its cpu (quota) cgroup.
+        On v1 processes sharing a cpuacct cgroup may differ in these (a workload pinned into
+        a sub-cpuset of its container)."""
+        dirs = []
+        for controller in ("cpuset", "cpu") if cpu_view else ("cpuset",):
+            if self.layout.hierarchy_for(controller) is not None:
+                dirs.append(self.locate(membership, controller).path)
+        return tuple(dirs)
 
     def cpu_usage(self, membership: CgroupMembership) -> CpuUsage:
         """CPU time used by the cgroup: v1 cpuacct per CPU, v2 cpu.stat totals."""

@@ -82,6 +82,31 @@ def test_each_file_separately(show: Callable[..., Shown]) -> None:
     assert [line.split()[0] for line in cpu_lines] == ["cpu", "cpu0"]
 
 
+def test_root_cpuacct_cgroup_in_a_cpuset_sees_its_cpus_only(show: Callable[..., Shown]) -> None:
+    """v1: a process in a cpuset cgroup but the root cpuacct one (the review's runF.sh)
+    read every host CPU in /proc/stat while nproc said 1."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs for a cpuset to leave some out")
+    with test_cgroup(cpus="1") as cgroup:
+        if cgroup.version != 1:
+            pytest.skip("v2 has no root cgroup for CPU time apart from the cpuset's")
+        sleeper = subprocess.Popen(["sleep", "120"])
+        try:
+            (cgroup.directory("cpuset") / "cgroup.procs").write_text(f"{sleeper.pid}\n")
+            online = show(sleeper.pid, "cpu/online")
+            stat = show(sleeper.pid, "stat")
+            renumbered = show(sleeper.pid, "stat", flags=("--enable-cfs",))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+    assert online.stdout == "1\n"
+    lines = [line.split() for line in stat.stdout.splitlines() if line.startswith("cpu")]
+    assert [line[0] for line in lines] == ["cpu", "cpu1"]
+    assert lines[0][1:] == lines[1][1:]  # the aggregate is the one CPU's line
+    names = [line.split()[0] for line in renumbered.stdout.splitlines() if line.startswith("cpu")]
+    assert names == ["cpu", "cpu0"]
+
+
 def test_cpu_view_counts_quota_over_period(show: Callable[..., Shown]) -> None:
     with test_cgroup(cpus="0-1", cfs=(150000, 100000)) as cgroup:
         sleeper = cgroup.spawn(["sleep", "120"])

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from procfs_view.cgroup.records import CpuQuota
 from procfs_view.errors import CgroupDataError
+from procfs_view.host import CpuLine, HostStat
 from procfs_view.options import ViewOptions
+from procfs_view.views.cpus import visible_cpus
+from procfs_view.views.stat import host_cpu_lines, restricted
 from tests.fixtures import FixtureHost
 
 KINDS = ["v1", "v2", "hybrid"]
@@ -90,6 +96,65 @@ def test_root_cgroup_gets_the_host_file(tmp_path: Path) -> None:
     host.add_process(901, "/")
     service = host.service()
     assert service.answer("proc/stat", 901) == (host.proc / "stat").read_bytes()
+
+
+@pytest.mark.parametrize("cpu_view", [False, True])
+def test_root_cpuacct_cgroup_in_a_cpuset_sees_only_its_cpus_host_lines(
+    tmp_path: Path, cpu_view: bool
+) -> None:
+    """v1: a process left in the root cpuacct cgroup but pinned into a cpuset (as the
+    review's ``runF.sh``). It was served the whole host file, cpu0 to cpu3, while nproc
+    (cpu/online) said 1; LXCFS shows only the cpuset's CPU."""
+    host = FixtureHost(tmp_path, "v1")
+    host.add_process(902, "/", namespace="pinned", nspid=(902, 1))
+    cgroup_file = host.proc / "902" / "cgroup"
+    cgroup_file.write_text(cgroup_file.read_text().replace(":cpuset:/", ":cpuset:/pinned"))
+    host.write("cpuset", "/pinned", {"cpuset.cpus": "2"})
+    (host.proc / "stat").write_text(
+        (host.proc / "stat").read_text().replace("cpu2 10000 25 3000", "cpu2 20000 25 4000")
+    )
+    service = host.service(ViewOptions(cpu_view=cpu_view))
+    host_cpu2 = cpu_lines((host.proc / "stat").read_bytes())["cpu2"]
+    lines = cpu_lines(service.render("proc/stat", 902))
+    shown = "cpu0" if cpu_view else "cpu2"
+    assert lines == {"cpu": host_cpu2, shown: host_cpu2}
+    assert service.render("sys/devices/system/cpu/online", 902) == (b"0\n" if cpu_view else b"2\n")
+
+
+def test_root_cpuacct_cgroup_on_every_cpu_gets_the_host_file(tmp_path: Path) -> None:
+    host = FixtureHost(tmp_path, "v1")
+    host.add_process(902, "/", namespace="ct", nspid=(902, 1))
+    for options in (ViewOptions(), ViewOptions(cpu_view=True)):
+        service = host.service(options)
+        assert service.answer("proc/stat", 902) == (host.proc / "stat").read_bytes()
+
+
+@given(
+    host_cpus=st.sets(st.integers(0, 7), min_size=1),
+    cpuset=st.sets(st.integers(0, 7), min_size=1),
+    quota=st.one_of(st.none(), st.floats(0.1, 8.0)),
+    cpu_view=st.booleans(),
+)
+def test_host_lines_of_the_visible_cpus_add_up(
+    host_cpus: set[int], cpuset: set[int], quota: float | None, cpu_view: bool
+) -> None:
+    """The lines shown to a root-cpuacct caller: one per visible CPU (named as cpuinfo
+    and cpu/online number it), its host line unchanged, and the aggregate their sum;
+    when nothing restricts the CPUs, the host file itself is served."""
+    numbers = sorted(host_cpus)
+    per_cpu = tuple(CpuLine(f"cpu{n}", (n, 1, 10 * n, 100 + n, 0, 0, 0, 0)) for n in numbers)
+    host = HostStat(CpuLine("cpu", (0,) * 8), per_cpu, ())
+    cpus = visible_cpus(tuple(sorted(cpuset)), tuple(numbers), CpuQuota(quota), cpu_view)
+    if not restricted(host, cpus):
+        assert cpus.physical == tuple(numbers)
+        assert [cpus.shown_number(i) for i in range(cpus.count)] == numbers
+        return
+    lines = host_cpu_lines(host, cpus)
+    assert [line.name for line in lines[1:]] == [
+        f"cpu{cpus.shown_number(i)}" for i in range(cpus.count)
+    ]
+    assert [line.ticks for line in lines[1:]] == [host.cpu(n).ticks for n in cpus.physical]
+    assert lines[0].ticks == tuple(map(sum, zip(*(line.ticks for line in lines[1:]), strict=True)))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +15,7 @@ from procfs_view.host import CpuLine, HostStat
 from procfs_view.options import ViewOptions
 from procfs_view.service import StateStore
 from procfs_view.views.cpus import VisibleCpus, visible_cpus
-from procfs_view.views.stat import StatState, advance
+from procfs_view.views.stat import SYSTEM, USER, StatState, advance
 from tests.fixtures import FixtureHost
 
 HZ = 100
@@ -112,6 +115,8 @@ def test_a_widened_cpuset_does_not_take_counters_back() -> None:
     for line in after:
         if line.name in before:
             assert all(a >= b for a, b in zip(line.ticks, before[line.name], strict=True))
+    # psutil.cpu_times() and cpu_times(percpu=True) agree: the aggregate is their sum.
+    assert after[0].ticks == tuple(map(sum, zip(*(line.ticks for line in after[1:]), strict=True)))
     # And top's next refresh sees the four CPUs at the host's pace.
     later, _ = advance(host_stat([1500] * 4), usage(14, 0), four, HZ, None, state)
     for old, new in zip(after, later, strict=True):
@@ -135,18 +140,23 @@ def test_a_widened_cpuset_does_not_take_counters_back() -> None:
     ),
     cpu_view=st.booleans(),
     per_cpu_usage=st.booleans(),  # v1's cpuacct.usage_all, or v2's totals only
+    head_starts=st.lists(st.integers(0, 50_000), min_size=6, max_size=6),  # hot-added CPUs
 )
 def test_no_counter_goes_back_when_the_visible_cpus_change(
     steps: list[tuple[set[int], float | None, int, int, int]],
     cpu_view: bool,
     per_cpu_usage: bool,
+    head_starts: list[int],
 ) -> None:
     """Whatever the cpuset and quota do between reads, the aggregate line and every CPU
-    line (also one that disappears and comes back) only move forward."""
+    line (also one that disappears and comes back) only move forward, and no CPU line
+    grows by more than the time that passed (host CPUs differ in elapsed time: a move
+    to another CPU under the same shown number must not show their difference)."""
     host_cpus = tuple(range(6))
     elapsed, user, system = 10_000, 0, 0
     state: StatState | None = None
     last: dict[str, tuple[int, ...]] = {}
+    seen_at: dict[str, int] = {}
     for cpuset, quota, grown, user_gain, system_gain in steps:
         elapsed += grown
         user, system = user + user_gain, system + system_gain
@@ -154,7 +164,7 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
         total = CpuTimes(6 * user * SECOND // HZ, 6 * system * SECOND // HZ)
         cpus = visible_cpus(tuple(sorted(cpuset)), host_cpus, CpuQuota(quota), cpu_view)
         lines, state = advance(
-            host_stat([elapsed] * 6),
+            host_stat([elapsed + head_start for head_start in head_starts]),
             CpuUsage(total, per_cpu if per_cpu_usage else None),
             cpus,
             HZ,
@@ -168,7 +178,15 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
             before = last.get(line.name)
             if before is not None:
                 assert all(a >= b for a, b in zip(line.ticks, before, strict=True)), line.name
+                if line.name != "cpu":
+                    passed = elapsed - seen_at[line.name]
+                    assert sum(line.ticks[:8]) - sum(before[:8]) <= passed, line.name
             last[line.name] = line.ticks
+            seen_at[line.name] = elapsed
+        # The aggregate never falls below the CPU lines shown (a widening adds the new
+        # CPUs' lines to it; after a narrowing it keeps the CPUs gone, as the kernel's).
+        summed = [sum(column) for column in zip(*(line.ticks for line in lines[1:]), strict=True)]
+        assert all(a >= b for a, b in zip(lines[0].ticks, summed, strict=True))
 
 
 def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> None:
@@ -182,6 +200,11 @@ def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> N
     store.put(kept, 2)
     assert store.get(kept) == 2
     assert len(store) == 1
+    # A composite key (usage cgroup, cpuset cgroup) goes when any of its cgroups goes.
+    store.put((kept, tmp_path / "gone-cpuset"), 3)
+    store.put((kept, kept), 4)
+    assert store.get((kept, tmp_path / "gone-cpuset")) is None
+    assert store.get((kept, kept)) == 4
 
 
 def test_service_keeps_stat_monotonic_across_reads(tmp_path: Path) -> None:
@@ -197,3 +220,174 @@ def test_service_keeps_stat_monotonic_across_reads(tmp_path: Path) -> None:
     after = [int(v) for v in second.split(b"\n")[0].split()[1:]]
     assert all(a >= b for a, b in zip(after, before, strict=True))
     assert len(service.stat_states) == 1
+
+
+def cpu_fields(content: bytes) -> dict[str, list[int]]:
+    """The CPU lines of a /proc/stat as top parses them: name -> counters."""
+    return {
+        name: [int(value) for value in fields]
+        for name, *fields in (line.split() for line in content.decode().splitlines())
+        if name.startswith("cpu")
+    }
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_cgroup_made_again_at_the_same_path_does_not_inherit_cpu_time(
+    tmp_path: Path, kind: str
+) -> None:
+    """An LXC container removed and created again under the same name (another tenant,
+    maybe) is shown its own CPU time, not what its predecessor had used."""
+    host = FixtureHost(tmp_path, kind)
+    host.add_process(900, "/lxc/web", namespace="ct", nspid=(900, 1))
+    host.set_cpu("/lxc/web", "0-1", None, {0: (500 * SECOND, 100 * SECOND)})
+    service = host.service()
+    old = cpu_fields(service.render("proc/stat", 900))
+    assert old["cpu"][0] == 50_000
+    for controller in ("cpu", "cpuset", "memory", "blkio"):
+        shutil.rmtree(host.hierarchy_dir(controller) / "lxc/web", ignore_errors=True)
+    host.add_process(900, "/lxc/web", namespace="ct2", nspid=(900, 1))
+    host.set_cpu("/lxc/web", "0-1", None, {0: (2 * SECOND, SECOND)})
+    new = cpu_fields(service.render("proc/stat", 900))
+    assert (new["cpu"][0], new["cpu"][2]) == (200, 100)
+    assert new["cpu"] == [sum(f) for f in zip(new["cpu0"], new["cpu1"], strict=True)]
+
+
+def write_host_stat(host: FixtureHost, elapsed: list[int]) -> None:
+    """The fixture host's /proc/stat with each CPU's elapsed ticks all idle."""
+    lines = [f"cpu{n} 0 0 0 {e} 0 0 0 0 0 0" for n, e in enumerate(elapsed)]
+    lines.insert(0, f"cpu  0 0 0 {sum(elapsed)} 0 0 0 0 0 0")
+    (host.proc / "stat").write_text("\n".join([*lines, "ctxt 1", "btime 1"]) + "\n")
+
+
+def delta(now: dict[str, list[int]], then: dict[str, list[int]], name: str) -> tuple[int, int]:
+    """(busy, all) ticks a line grew by: what top's %Cpu(s) divides."""
+    grown = [a - b for a, b in zip(now[name], then[name], strict=True)]
+    assert min(grown) >= 0, name
+    return grown[0] + grown[2], sum(grown[:8])
+
+
+def test_callers_in_one_cpuacct_cgroup_with_other_cpusets_keep_their_own_counters(
+    tmp_path: Path,
+) -> None:
+    """v1: a workload pinned into a sub-cpuset of its container (cpuacct shared). Each
+    read by one looked like a change of CPUs to the other, and top showed 0 % for a
+    container busy on both its CPUs."""
+    host = FixtureHost(tmp_path, "v1")
+    host.add_process(900, "/ct", namespace="ct", nspid=(900, 1))
+    host.add_process(901, "/ct", namespace="ct", nspid=(901, 2))
+    cgroup_file = host.proc / "901" / "cgroup"
+    cgroup_file.write_text(cgroup_file.read_text().replace(":cpuset:/ct", ":cpuset:/ct/pinned"))
+    host.write("cpuset", "/ct/pinned", {"cpuset.cpus": "1"})
+    service = host.service()
+    last: dict[int, dict[str, list[int]]] = {}
+    for second in range(4):  # the container burns both its CPUs all along
+        write_host_stat(host, [1000 + 100 * second] * 4)
+        busy_ns = (5 + second) * SECOND
+        host.set_cpu("/ct", "0-1", None, {0: (busy_ns, 0), 1: (busy_ns, 0)})
+        for pid in (900, 901):
+            lines = cpu_fields(service.render("proc/stat", pid))
+            if pid in last:
+                cpus = len(lines) - 1
+                assert delta(lines, last[pid], "cpu") == (100 * cpus, 100 * cpus)
+            last[pid] = lines
+    assert set(last[900]) == {"cpu", "cpu0", "cpu1"}
+    assert set(last[901]) == {"cpu", "cpu1"}
+
+
+def top_frames(frames: list[list[CpuLine]], name: str = "cpu") -> list[tuple[int, int]]:
+    """(busy, all) ticks each of ``top``'s refreshes divides, for line ``name``."""
+    result = []
+    for before, after in pairwise(frames):
+        then = next(line.ticks for line in before if line.name == name)
+        now = next(line.ticks for line in after if line.name == name)
+        grown = [a - b for a, b in zip(now, then, strict=True)]
+        assert min(grown) >= 0, (name, grown)
+        result.append((grown[USER] + grown[SYSTEM], sum(grown[:8])))
+    return result
+
+
+def test_a_move_to_another_physical_cpu_under_the_same_number_keeps_the_host_pace() -> None:
+    """--enable-cfs, quota 1 CPU: cpuset 1 -> 0 shows cpu0 before and after. The host's
+    cpu0 has 40 s more elapsed time than cpu1 (cpu1 was hot-added later): measured against
+    cpu1's, idle jumped by 4000 ticks in one refresh, and top showed ~1 % for a container
+    using half a CPU."""
+    on_cpu1 = visible_cpus((1,), (0, 1), CpuQuota(1.0), cpu_view=True)
+    on_cpu0 = visible_cpus((0,), (0, 1), CpuQuota(1.0), cpu_view=True)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([on_cpu1, on_cpu1, on_cpu0, on_cpu0, on_cpu0]):
+        host = host_stat([5000 + 100 * second, 1000 + 100 * second])
+        lines, state = advance(host, usage(0.5 * second, 0), cpus, HZ, 1.0, state)
+        assert [line.name for line in lines] == ["cpu", "cpu0"]
+        frames.append(lines)
+    # Every refresh, the one across the move too, shows the half CPU busy.
+    assert top_frames(frames) == [(50, 100)] * 4
+
+
+def test_cpus_kept_across_a_widening_show_the_interval_before_it() -> None:
+    """v1 (usage per CPU), CPUs with other elapsed times (cpu2 and cpu3 hot-added later):
+    the refresh across cpuset 0-1 -> 0-3 showed 0 % busy, the interval was dropped. Now
+    cpu0 and cpu1 show it, and the next refreshes show 2 of 4 CPUs busy."""
+    two = visible_cpus((0, 1), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    four = visible_cpus((0, 1, 2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([two, two, four, four]):
+        host = host_stat([9000 + 100 * second, 8000 + 100 * second, 700 + 100 * second, 600])
+        used = CpuTimes(2 * second * SECOND, 0)  # cpu0 and cpu1 fully busy, user time
+        per_cpu = {0: used, 1: used, 2: CpuTimes(0, 0), 3: CpuTimes(0, 0)}
+        lines, state = advance(
+            host, CpuUsage(CpuTimes(4 * second * SECOND, 0), per_cpu), cpus, HZ, None, state
+        )
+        frames.append(lines)
+    for name in ("cpu0", "cpu1"):
+        assert top_frames(frames, name) == [(100, 100)] * 3
+    assert top_frames(frames[2:], "cpu2") == [(0, 100)]
+    assert top_frames(frames[2:], "cpu3") == [(0, 0)]  # its host CPU is not running
+    assert top_frames(frames, "cpu")[0] == (200, 200)
+    assert top_frames(frames, "cpu")[1][0] == 200  # across the change: the busy shown
+    assert top_frames(frames, "cpu")[2] == (200, 300)
+    last = frames[-1]
+    assert last[0].ticks == tuple(map(sum, zip(*(line.ticks for line in last[1:]), strict=True)))
+
+
+def test_cpus_kept_across_a_narrowing_show_their_share_of_spread_usage() -> None:
+    """v2 (totals only): a container busy on 4 CPUs narrowed to 2 by ``docker update``;
+    the kept CPUs show their share of the interval's usage instead of 0 %."""
+    four = visible_cpus((0, 1, 2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    two = visible_cpus((2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second, cpus in enumerate([four, four, two, two]):
+        host = host_stat(
+            [5000 + 100 * second, 4000 + 100 * second, 3000 + 100 * second, 2000 + 100 * second]
+        )
+        busy_s = 4 * min(second, 2) + 2 * max(0, second - 2)
+        lines, state = advance(host, usage(busy_s, 0), cpus, HZ, None, state)
+        frames.append(lines)
+    for name in ("cpu2", "cpu3"):
+        assert top_frames(frames, name) == [(100, 100)] * 3
+    assert top_frames(frames[2:]) == [(200, 200)]
+
+
+def test_a_cpu_gone_from_the_host_file_is_left_out_until_it_is_back() -> None:
+    """cpu3 is unplugged: for up to the cache TTL the online list still has it, the host
+    file does not. It was charged the busiest CPU's elapsed time (idle jumped by cpu0's
+    lead over it); now it is left out of that read and resumes its line once back."""
+    cpus = visible_cpus((2, 3), tuple(range(4)), CpuQuota(None), cpu_view=False)
+    state: StatState | None = None
+    frames = []
+    for second in range(4):
+        elapsed = [90_000 + 100 * second, 1000, 1000 + 100 * second, 1000 + 100 * second]
+        host = host_stat(elapsed)
+        if second == 2:  # the host file lacks cpu3
+            host = HostStat(host.total, tuple(host.cpu(n) for n in (0, 1, 2)), ("ctxt 1",))
+        lines, state = advance(host, usage(0.5 * second, 0), cpus, HZ, None, state)
+        frames.append(lines)
+        expected = ["cpu", "cpu2"] if second == 2 else ["cpu", "cpu2", "cpu3"]
+        assert [line.name for line in lines] == expected
+    # No refresh shows more time than passed on the container's two CPUs (cpu3 charged
+    # cpu0's 90000 ticks made top show 0 % busy); cpu2 keeps the host's pace throughout.
+    assert all(elapsed <= 200 for _, elapsed in top_frames(frames))
+    assert [elapsed for _, elapsed in top_frames(frames, "cpu2")] == [100] * 3
+    assert top_frames([frames[1], frames[3]], "cpu3") == [(0, 0)]  # resumed where it was
