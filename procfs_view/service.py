@@ -143,27 +143,26 @@ class StateStore(Generic[StateT]):
         self._states.pop(cgroup, None)
 
     def adopt(self, previous: StateStore[Any], state_type: type) -> None:
-        """Take over the states of the service this one replaces (SIGUSR1), so no counter
+        """Take over the states of the service this one replaces (a reload), so no counter
         restarts from scratch: a restart makes ``top`` see counters jump back. Only states
         with ``state_type``'s fields are taken (the reloaded code may have changed them;
-        it is a new class even when it has not), least recently used first."""
+        it is a new class even when it has not), least recently used first. No pruning
+        here: the previous store was pruned as it filled, and pruning every 512 of
+        thousands of states made a reload quadratic."""
         wanted = [field.name for field in fields(state_type)]
         for cgroup, state in previous._states.items():
             if is_dataclass(state) and [field.name for field in fields(state)] == wanted:
-                self.put(cgroup, cast(StateT, state))
+                self._states[cgroup] = cast(StateT, state)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
 
     def prune(self) -> None:
-        """Drop the state of cgroups that were removed."""
-        existing: dict[Path, bool] = {}
-
-        def exists(path: Path) -> bool:
-            known = existing.get(path)
-            if known is None:
-                known = existing[path] = path.is_dir()
-            return known
-
+        """Drop the state of cgroups that were removed. Only a key's first directory (where
+        the counts come from) is checked, one ``stat`` per state: a cgroup made again
+        there is told apart by the inode kept in the state, and a key whose other
+        directories went (a sub-cpuset removed) is pushed out by the count bound."""
         for key in list(self._states):
-            if not all(map(exists, key if isinstance(key, tuple) else (key,))):
+            if not (key[0] if isinstance(key, tuple) else key).is_dir():
                 del self._states[key]
 
 

@@ -137,10 +137,11 @@ def restricted(host: HostStat, cpus: VisibleCpus) -> bool:
     """Whether a caller shown ``cpus`` would see other CPU lines than the host file's:
     fewer CPUs (a cpuset, the CPU view's quota), or renumbered ones."""
     cpus = present(host, cpus)
-    if not set(cpus.physical) & set(host.cpu_numbers):
-        return False  # nothing to show but the host's lines
-    shown = tuple(cpus.shown_number(i) for i in range(cpus.count))
-    return shown != cpus.physical or shown != host.cpu_numbers
+    visible, every = set(cpus.physical), set(host.cpu_numbers)
+    # None of them in the host file: nothing to show but its lines. All of them: the
+    # caller sees the whole host, whatever the numbering (the CPU view renumbers around
+    # an offline CPU), and gets the host's file.
+    return bool(visible & every) and visible != every
 
 
 def host_cpu_lines(host: HostStat, cpus: VisibleCpus) -> list[CpuLine]:
@@ -353,11 +354,10 @@ def _reshown(
     ``top`` printed negative or >100% figures. Instead a CPU still shown advances its line
     by its growth since the previous read (``_kept_growth``: the refresh across the change
     showed 0 % busy when it added none), one shown again resumes its last line, a new one
-    starts from this instant alone, and the aggregate adds what the kept lines grew by and
-    the lines of the CPUs shown for the first time (kept as it was, it stayed below the
-    sum of the CPU lines for good after a widening, by each new CPU's idle since boot).
-    Growth is measured from this read on. Like the kernel's (which sums every possible
-    CPU), the aggregate never drops when CPUs go away."""
+    starts from zero (as a CPU brought online on a host), and the aggregate adds what the
+    kept lines grew by, so it is never below the sum of the CPU lines. Growth is measured
+    from this read on. Like the kernel's (which sums every possible CPU), the aggregate
+    never drops when CPUs go away."""
     last = dict(previous.hidden)
     last.update(zip(previous.shown, previous.per_cpu, strict=True))
     growth = _kept_growth(previous, host, shown, busy, spread)
@@ -369,15 +369,12 @@ def _reshown(
         previous.total,
     )
     last.update(zip(growth, grown, strict=True))
-    fresh = _stateless_ticks(busy, elapsed, width)
-    per_cpu_lines: list[tuple[int, ...]] = []
-    for number, ticks in zip(shown, fresh, strict=True):
-        line = last.get(number)
-        if line is None:  # never shown before: not in the aggregate yet
-            line = ticks
-            total = tuple(a + b for a, b in zip(total, ticks, strict=True))
-        per_cpu_lines.append(line)
-    per_cpu = tuple(per_cpu_lines)
+    # A CPU never shown before starts from zero, as a CPU brought online does on a host:
+    # its line from this instant alone (idle since boot, and on v2 or with the CPU view a
+    # share of usage the aggregate already holds) would make the aggregate jump by a
+    # whole CPU's history, or count the container's past CPU time twice.
+    zero = (0,) * width
+    per_cpu = tuple(last.get(number, zero) for number in shown)
     visible = set(shown)
     hidden = tuple(sorted((n, ticks) for n, ticks in last.items() if n not in visible))
     state = StatState(

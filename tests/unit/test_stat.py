@@ -140,14 +140,13 @@ def test_host_lines_of_the_visible_cpus_add_up(
 ) -> None:
     """The lines shown to a root-cpuacct caller: one per visible CPU (named as cpuinfo
     and cpu/online number it), its host line unchanged, and the aggregate their sum;
-    when nothing restricts the CPUs, the host file itself is served."""
+    when it is shown every host CPU, the host file itself is served."""
     numbers = sorted(host_cpus)
     per_cpu = tuple(CpuLine(f"cpu{n}", (n, 1, 10 * n, 100 + n, 0, 0, 0, 0)) for n in numbers)
     host = HostStat(CpuLine("cpu", (0,) * 8), per_cpu, ())
     cpus = visible_cpus(tuple(sorted(cpuset)), tuple(numbers), CpuQuota(quota), cpu_view)
-    if not restricted(host, cpus):
+    if not restricted(host, cpus):  # every host CPU, however numbered: the host file
         assert cpus.physical == tuple(numbers)
-        assert [cpus.shown_number(i) for i in range(cpus.count)] == numbers
         return
     lines = host_cpu_lines(host, cpus)
     assert [line.name for line in lines[1:]] == [
@@ -171,3 +170,14 @@ def test_only_the_visible_cpus_host_lines_matter(tmp_path: Path, kind: str) -> N
     with pytest.raises(CgroupDataError, match="cpu2"):
         service.render("proc/stat", 900)
     assert service.answer("proc/stat", 900) == (host.proc / "stat").read_bytes()
+
+
+def test_a_host_caller_with_the_cpu_view_and_an_offline_cpu_gets_the_host_file() -> None:
+    """CPU 1 offline: the CPU view numbers 0, 2, 3 as 0-2, but a caller shown every host
+    CPU is the host and reads the host's file (the renumbered lines dropped the offline
+    CPU's counters from the aggregate)."""
+    online = (0, 2, 3)
+    per_cpu = tuple(CpuLine(f"cpu{n}", (10, 0, 10, 100, 0, 0, 0, 0)) for n in online)
+    host = HostStat(CpuLine("cpu", (40, 0, 40, 400, 0, 0, 0, 0)), per_cpu, ())
+    cpus = visible_cpus(online, online, CpuQuota(None), cpu_view=True)
+    assert not restricted(host, cpus)

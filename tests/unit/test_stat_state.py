@@ -157,6 +157,7 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
     state: StatState | None = None
     last: dict[str, tuple[int, ...]] = {}
     seen_at: dict[str, int] = {}
+    previous_total: tuple[int, ...] | None = None
     for cpuset, quota, grown, user_gain, system_gain in steps:
         elapsed += grown
         user, system = user + user_gain, system + system_gain
@@ -183,10 +184,16 @@ def test_no_counter_goes_back_when_the_visible_cpus_change(
                     assert sum(line.ticks[:8]) - sum(before[:8]) <= passed, line.name
             last[line.name] = line.ticks
             seen_at[line.name] = elapsed
-        # The aggregate never falls below the CPU lines shown (a widening adds the new
-        # CPUs' lines to it; after a narrowing it keeps the CPUs gone, as the kernel's).
+        # The aggregate never falls below the CPU lines shown (a CPU shown for the first
+        # time starts from zero; after a narrowing it keeps the CPUs gone, as the
+        # kernel's), and never jumps: it grows by at most the time that passed on the
+        # CPUs shown (a new CPU's history, or on v2 its share of the past usage, was
+        # added in one read: top showed 0 % busy, sar a spike).
         summed = [sum(column) for column in zip(*(line.ticks for line in lines[1:]), strict=True)]
         assert all(a >= b for a, b in zip(lines[0].ticks, summed, strict=True))
+        if previous_total is not None:
+            assert sum(lines[0].ticks[:8]) - sum(previous_total[:8]) <= cpus.count * grown
+        previous_total = lines[0].ticks
 
 
 def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> None:
@@ -200,11 +207,25 @@ def test_state_store_is_bounded_and_forgets_removed_cgroups(tmp_path: Path) -> N
     store.put(kept, 2)
     assert store.get(kept) == 2
     assert len(store) == 1
-    # A composite key (usage cgroup, cpuset cgroup) goes when any of its cgroups goes.
-    store.put((kept, tmp_path / "gone-cpuset"), 3)
+    # A composite key (usage cgroup, cpuset cgroup) goes when its usage cgroup goes (a
+    # removed cpuset's key ages out under the count bound).
+    store.put((tmp_path / "gone-usage", kept), 3)
     store.put((kept, kept), 4)
-    assert store.get((kept, tmp_path / "gone-cpuset")) is None
+    assert store.get((tmp_path / "gone-usage", kept)) is None
     assert store.get((kept, kept)) == 4
+
+
+def test_a_reload_adopts_states_without_pruning_and_within_the_bound(tmp_path: Path) -> None:
+    """The reload takes thousands of states in one go: each put pruned every 512 (a stat
+    per state each time), quadratic; now the new store takes them as they are."""
+    old: StateStore[StatState] = StateStore(capacity=10)
+    state = StatState((0,), (0,), ((0, 0),), (0,), ((0,) * 10,), (0,) * 10)
+    for index in range(10):
+        old.put((tmp_path / f"cg{index}",), state)  # none exists: a prune would drop all
+    new: StateStore[StatState] = StateStore(capacity=4, prune_every=1)
+    new.adopt(old, StatState)
+    assert len(new) == 4
+    assert new.get((tmp_path / "cg9",)) is state  # the most recently used are kept
 
 
 def test_service_keeps_stat_monotonic_across_reads(tmp_path: Path) -> None:
