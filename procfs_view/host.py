@@ -308,16 +308,32 @@ class DiskLine:
 
 
 class BusyDevice(NamedTuple):
-    """A block device the host has done I/O on, and the devices its I/O is counted on
-    instead: a partition's disk, a stacked device's (device mapper, md) members."""
+    """A block device the host has done I/O on, and where else its I/O is counted:
+    ``parents`` the devices it goes on to (a partition's disk, a stacked device's members:
+    device mapper, md), ``holders`` the devices it comes from (a member of a stacked
+    device, e.g. a request-based multipath path, gets its holder's requests), and
+    ``elsewhere`` whether it is counted on a device of another kind (a loop device's I/O
+    is re-issued to the disk holding its backing file)."""
 
     name: str
-    parents: tuple[tuple[int, int], ...]
+    parents: tuple[tuple[int, int], ...] = ()
+    holders: tuple[tuple[int, int], ...] = ()
+    elsewhere: bool = False
+
+
+LOOP_MAJOR = 7
 
 
 def _device_number(block_dir: Path) -> tuple[int, int]:
     major, minor = block_dir.joinpath("dev").read_text().split(":")
     return int(major), int(minor)
+
+
+def _linked_devices(directory: Path) -> tuple[tuple[int, int], ...]:
+    """The devices a sysfs ``slaves/`` or ``holders/`` directory links to (none if absent)."""
+    if not directory.is_dir():
+        return ()
+    return tuple(_device_number(link.resolve()) for link in directory.iterdir())
 
 
 def parse_diskstats(text: str) -> tuple[DiskLine, ...]:
@@ -384,25 +400,34 @@ class HostReader:
         return parse_diskstats(self.read_proc("diskstats"))
 
     def busy_devices(self) -> dict[tuple[int, int], BusyDevice]:
-        """The devices with completed reads or writes in /proc/diskstats, with where their
-        I/O is counted (``/sys/dev/block/M:m``: ``partition`` means the parent directory's
-        disk, ``slaves/`` the members of a stacked device). A device sysfs does not
-        describe (removed meanwhile, a fixture tree) is a disk of its own."""
+        """The devices with completed reads or writes in /proc/diskstats, with where else
+        their I/O is counted (``/sys/dev/block/M:m``: ``partition`` means the parent
+        directory's disk, ``slaves/`` and ``holders/`` the devices a stacked device is made
+        of and is part of). Removable devices (a CD drive udev probed at boot) are left
+        out: a container's own reads of them are not what its diskstats is for. A device
+        sysfs does not describe (removed meanwhile, a fixture tree) is a disk of its own."""
         busy: dict[tuple[int, int], BusyDevice] = {}
         for disk in self.diskstats():
             if not (disk.counters[0] or disk.counters[4]):
                 continue
             block = self.sys / "dev" / "block" / f"{disk.major}:{disk.minor}"
-            parents: tuple[tuple[int, int], ...] = ()
+            device = BusyDevice(disk.name, elsewhere=disk.major == LOOP_MAJOR)
+            try:
+                if block.joinpath("removable").read_text().strip() == "1":
+                    continue
+            except OSError:
+                pass
             try:
                 if block.joinpath("partition").exists():
-                    parents = (_device_number(block.resolve().parent),)
-                elif block.joinpath("slaves").is_dir():
-                    members = block.joinpath("slaves").iterdir()
-                    parents = tuple(_device_number(member.resolve()) for member in members)
+                    device = device._replace(parents=(_device_number(block.resolve().parent),))
+                else:
+                    device = device._replace(
+                        parents=_linked_devices(block / "slaves"),
+                        holders=_linked_devices(block / "holders"),
+                    )
             except (OSError, ValueError):
-                parents = ()
-            busy[(disk.major, disk.minor)] = BusyDevice(disk.name, parents)
+                pass
+            busy[(disk.major, disk.minor)] = device
         return busy
 
     def online_cpus(self) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from procfs_view.cgroup.discovery import (
     CgroupLayout,
@@ -49,6 +50,9 @@ from procfs_view.parsers import (
 PRESSURE_RESOURCES = ("cpu", "io", "memory")
 #: Seconds the v1 blkio layers found counting (and their devices) are kept.
 BLKIO_RECHECK = 10.0
+
+if TYPE_CHECKING:
+    from procfs_view.host import BusyDevice
 
 Device = tuple[int, int]  # (major, minor)
 log = logging.getLogger(__name__)
@@ -334,11 +338,11 @@ class CgroupReader:
         self,
         layout: CgroupLayout,
         read_file: Callable[[str], bytes] = read_bytes,
-        busy_devices: Callable[[], Mapping[Device, tuple[str, tuple[Device, ...]]]] | None = None,
+        busy_devices: Callable[[], Mapping[Device, BusyDevice]] | None = None,
     ) -> None:
-        """``busy_devices``: the host's devices with I/O, each with its name and the devices
-        its I/O is counted on instead (``HostReader.busy_devices``); without it every
-        device is taken to be counted when any is."""
+        """``busy_devices``: the host's devices with I/O, each with where else its I/O is
+        counted (``HostReader.busy_devices``); without it every device is taken to be
+        counted when any is."""
         self.layout = layout
         self.read_file = read_file
         self.busy_devices = busy_devices
@@ -781,13 +785,21 @@ class CgroupReader:
             log.debug("host block devices not known (%s): trusting the blkio counts", error)
             return []
 
-        def covered(device: Device, depth: int = 0) -> bool:
+        def covered(device: Device, visiting: frozenset[Device] = frozenset()) -> bool:
             if device in counted:
                 return True
-            parents = busy[device][1] if device in busy else ()
-            return bool(parents) and depth < 8 and all(covered(p, depth + 1) for p in parents)
+            about = busy.get(device)
+            if about is None or device in visiting:
+                return False
+            if about.elsewhere:
+                return True
+            inner = visiting | {device}
+            return any(
+                linked and all(covered(other, inner) for other in linked)
+                for linked in (about.parents, about.holders)
+            )
 
-        return sorted(name for device, (name, _) in busy.items() if not covered(device))
+        return sorted(about.name for device, about in busy.items() if not covered(device))
 
     def _warn_blkio_uncounted(self, message: str) -> None:
         if message not in self._said_blkio_uncounted:

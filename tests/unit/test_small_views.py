@@ -580,6 +580,57 @@ def test_service_diskstats_v1_partitions_and_stacked_devices_count_on_their_disk
     assert list(diskstats_of(host)) == ["vda"]
 
 
+def test_service_diskstats_v1_devices_counted_elsewhere_do_not_force_the_host_file(
+    tmp_path: Path,
+) -> None:
+    """vda is counted (BFQ). A loop device with I/O (its backing file's I/O lands on the
+    disk), a CD drive udev read at boot (removable) and sdb, a path of the multipath
+    device dm-1 that BFQ counts on vda's side too (its requests come from dm-1): none of
+    them hides a container's I/O, so the container's own file is served."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    _host_disks(
+        host,
+        " 254       0 vda" + BUSY + "   7       3 loop3" + BUSY + "  11       0 sr0" + BUSY
+        + "   8      16 sdb" + BUSY + " 252       1 dm-1" + BUSY,
+    )  # fmt: skip
+    _sysfs_block(host, "vda", "254:0")
+    _sysfs_block(host, "loop3", "7:3")
+    cdrom = _sysfs_block(host, "sr0", "11:0")
+    (cdrom / "removable").write_text("1\n")
+    sdb = _sysfs_block(host, "sdb", "8:16")
+    dm = _sysfs_block(host, "dm-1", "252:1")
+    (sdb / "holders").mkdir()
+    (sdb / "holders" / "dm-1").symlink_to(dm)
+    (dm / "slaves").mkdir()
+    (dm / "slaves" / "sdb").symlink_to(sdb)
+    counts = "254:0 Read 30\n254:0 Total 30\n252:1 Read 5\n252:1 Total 5\nTotal 35"
+    host.write("blkio", "/", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    host.write("blkio", "/ct", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    assert sorted(diskstats_of(host)) == ["dm-1", "vda"]
+
+
+def test_service_diskstats_v1_a_stacked_device_on_uncounted_members_is_uncounted(
+    tmp_path: Path,
+) -> None:
+    """dm-0 on sdc, neither counted (vda is): the container's I/O there is unknown."""
+    host = FixtureHost(tmp_path, "v1")
+    container(host)
+    _host_disks(
+        host, " 254       0 vda" + BUSY + "   8      32 sdc" + BUSY + " 252       0 dm-0" + BUSY
+    )
+    sdc = _sysfs_block(host, "sdc", "8:32")
+    dm = _sysfs_block(host, "dm-0", "252:0")
+    (sdc / "holders").mkdir()
+    (sdc / "holders" / "dm-0").symlink_to(dm)
+    (dm / "slaves").mkdir()
+    (dm / "slaves" / "sdc").symlink_to(sdc)
+    counts = "254:0 Read 30\n254:0 Total 30\nTotal 30"
+    host.write("blkio", "/", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    host.write("blkio", "/ct", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
+    assert host.service().answer("proc/diskstats", CT) == (host.proc / "diskstats").read_bytes()
+
+
 def test_service_diskstats_v1_a_device_stays_with_the_layer_counting_it_longest(
     tmp_path: Path,
 ) -> None:
