@@ -530,6 +530,16 @@ def _sysfs_block(host: FixtureHost, path: str, device: str, partition: bool = Fa
     return block
 
 
+def _stacked(host: FixtureHost, member: tuple[str, str], holder: tuple[str, str]) -> None:
+    """A device-mapper device ``holder`` on ``member`` (name, M:m each), linked both ways
+    in sysfs as the kernel links them (``holders/`` and ``slaves/``)."""
+    below, above = _sysfs_block(host, *member), _sysfs_block(host, *holder)
+    (below / "holders").mkdir()
+    (below / "holders" / holder[0]).symlink_to(above)
+    (above / "slaves").mkdir()
+    (above / "slaves" / member[0]).symlink_to(below)
+
+
 BUSY = " 100 0 800 10 50 0 400 5 0 15 15 0 0 0 0 0 0\n"
 
 
@@ -598,12 +608,7 @@ def test_service_diskstats_v1_devices_counted_elsewhere_do_not_force_the_host_fi
     _sysfs_block(host, "loop3", "7:3")
     cdrom = _sysfs_block(host, "sr0", "11:0")
     (cdrom / "removable").write_text("1\n")
-    sdb = _sysfs_block(host, "sdb", "8:16")
-    dm = _sysfs_block(host, "dm-1", "252:1")
-    (sdb / "holders").mkdir()
-    (sdb / "holders" / "dm-1").symlink_to(dm)
-    (dm / "slaves").mkdir()
-    (dm / "slaves" / "sdb").symlink_to(sdb)
+    _stacked(host, ("sdb", "8:16"), ("dm-1", "252:1"))
     counts = "254:0 Read 30\n254:0 Total 30\n252:1 Read 5\n252:1 Total 5\nTotal 35"
     host.write("blkio", "/", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
     host.write("blkio", "/ct", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
@@ -619,12 +624,7 @@ def test_service_diskstats_v1_a_stacked_device_on_uncounted_members_is_uncounted
     _host_disks(
         host, " 254       0 vda" + BUSY + "   8      32 sdc" + BUSY + " 252       0 dm-0" + BUSY
     )
-    sdc = _sysfs_block(host, "sdc", "8:32")
-    dm = _sysfs_block(host, "dm-0", "252:0")
-    (sdc / "holders").mkdir()
-    (sdc / "holders" / "dm-0").symlink_to(dm)
-    (dm / "slaves").mkdir()
-    (dm / "slaves" / "sdc").symlink_to(sdc)
+    _stacked(host, ("sdc", "8:32"), ("dm-0", "252:0"))
     counts = "254:0 Read 30\n254:0 Total 30\nTotal 30"
     host.write("blkio", "/", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
     host.write("blkio", "/ct", {**NOTHING_COUNTED, "blkio.bfq.io_serviced_recursive": counts})
