@@ -39,7 +39,9 @@ the new mount API through ``syscall(2)``:
    detached bind, made read-only (plus the dead bind's nosuid/nodev/noexec/atime flags)
    with ``mount_setattr``;
 2. a forked child (``setns(CLONE_NEWNS)`` is refused to a multithreaded process, and a
-   child can be killed if it hangs) joins the target namespace with ``setns``, then
+   child can be killed if it hangs), one per up to ``VIEWS_PER_WORKER`` namespaces taken
+   in turn (a fork of the daemon cost ~15 ms a namespace, the work in it well under
+   one), joins each target namespace with ``setns``, then
    ``fchdir`` + ``chroot`` to the root of the process we read the mountinfo of, so paths
    mean what they mean to the container and no binary of the container is needed;
 3. there it checks the path still shows that very mount (``statx`` mount id) and that it
@@ -81,6 +83,9 @@ FSTYPE = f"fuse.{FSNAME}"
 
 # A worker that has not answered by then is killed (a hung path lookup in a container).
 WORKER_TIMEOUT = 10.0
+#: Mount views one forked worker replaces the binds of, one after the other: a fork of
+#: the daemon and its copy-on-write faults cost more than the work in one namespace.
+VIEWS_PER_WORKER = 16
 
 # -- mountinfo (pure) -------------------------------------------------------------------
 
@@ -415,26 +420,42 @@ def _close_all_but(keep: set[int]) -> None:
         low = max(low, fd + 1)
 
 
-def _worker(ns_fd: int, root_fd: int, jobs: list[tuple[bytes, int, int]], out: int) -> NoReturn:
-    """The forked child: enter the namespace and the root, replace each bind, report.
+#: One mount view's part of a worker's work: its namespace and root, and per bind the
+#: path, the dead mount's id and the detached fresh bind.
+ViewJobs = tuple[int, int, list[tuple[bytes, int, int]]]
+
+
+def _worker(views: list[ViewJobs], out: int) -> NoReturn:
+    """The forked child: for each view in turn, enter its namespace and root, replace
+    each bind, report ``<view> <bind> <status> <errno>`` per bind.
 
     Only syscalls and ``os.write`` here: no logging or import (another thread of the
     parent may have held their locks at fork time, and an import in the container's
-    root would load the container's files).
+    root would load the container's files). A ``setns`` resets the root to the entered
+    namespace's, so the next view's ``fchdir`` + ``chroot`` start from there.
     """
     status = 0
     try:
-        _close_all_but({ns_fd, root_fd, out, *(tree_fd for _, _, tree_fd in jobs)})
-        _check(_setns(ns_fd, CLONE_NEWNS), "setns")
-        os.fchdir(root_fd)
-        os.chroot(".")
-        os.chdir("/")
-        for index, (path, mount_id, tree_fd) in enumerate(jobs):
+        keep = {out}
+        for ns_fd, root_fd, jobs in views:
+            keep.update((ns_fd, root_fd, *(tree_fd for _, _, tree_fd in jobs)))
+        _close_all_but(keep)
+        for view_index, (ns_fd, root_fd, jobs) in enumerate(views):
             try:
-                answer = f"{index} {_replace(path, mount_id, tree_fd)} 0\n"
+                _check(_setns(ns_fd, CLONE_NEWNS), "setns")
+                os.fchdir(root_fd)
+                os.chroot(".")
+                os.chdir("/")
             except OSError as exc:
-                answer = f"{index} {FAILED} {exc.errno or 0}\n"
-            os.write(out, answer.encode())
+                for index in range(len(jobs)):
+                    os.write(out, f"{view_index} {index} {FAILED} {exc.errno or 0}\n".encode())
+                continue
+            for index, (path, mount_id, tree_fd) in enumerate(jobs):
+                try:
+                    answer = f"{view_index} {index} {_replace(path, mount_id, tree_fd)} 0\n"
+                except OSError as exc:
+                    answer = f"{view_index} {index} {FAILED} {exc.errno or 0}\n"
+                os.write(out, answer.encode())
     except BaseException:  # the child must never return into the parent's code
         status = 1
     finally:
@@ -532,15 +553,15 @@ def _stand_ins(view: View, proc: Path) -> Iterator[View]:
         yield other
 
 
-def _run_worker(
-    view: View, ns_fd: int, root_fd: int, jobs: list[tuple[bytes, int, int]]
-) -> dict[int, tuple[str, int]]:
-    """Fork the worker, collect its answers by job index (missing ones: it failed)."""
+def _run_worker(views: list[View], work: list[ViewJobs]) -> dict[tuple[int, int], tuple[str, int]]:
+    """Fork one worker for ``work`` (one entry per view), collect its answers by (view,
+    bind) index; missing ones: it failed, or hung past ``WORKER_TIMEOUT`` without an
+    answer (then it is killed; the caller redoes the views after the one it hung in)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _worker(ns_fd, root_fd, jobs, write_end)
+        _worker(work, write_end)
     os.close(write_end)
     data = b""
     deadline = time.monotonic() + WORKER_TIMEOUT
@@ -549,22 +570,36 @@ def _run_worker(
             left = deadline - time.monotonic()
             ready = select.select([read_end], [], [], max(left, 0))[0] if left > 0 else []
             if not ready:
-                log.error("re-attach in mnt:[%d] (pid %d) timed out", view.namespace, view.pid)
+                answered = data.count(b"\n")
+                hung = views[min(len(views) - 1, _view_of(work, answered))]
+                log.error("re-attach in mnt:[%d] (pid %d) timed out", hung.namespace, hung.pid)
                 break
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
             data += chunk
+            deadline = time.monotonic() + WORKER_TIMEOUT  # progress: the next view's turn
     finally:
         os.close(read_end)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # our own child, by pid; gone already if it finished
         os.waitpid(pid, 0)
-    answers: dict[int, tuple[str, int]] = {}
+    answers: dict[tuple[int, int], tuple[str, int]] = {}
     for line in data.decode().splitlines():
-        index, status, error = line.split()
-        answers[int(index)] = (status, int(error))
+        if line.count(" ") != 3:
+            continue  # a line cut short by the kill
+        view_index, index, status, error = line.split()
+        answers[(int(view_index), int(index))] = (status, int(error))
     return answers
+
+
+def _view_of(work: list[ViewJobs], answered: int) -> int:
+    """The index of the view the ``answered``-th answer (from 0) belongs to."""
+    for view_index, (_, _, jobs) in enumerate(work):
+        if answered < len(jobs):
+            return view_index
+        answered -= len(jobs)
+    return len(work)
 
 
 def _open_view(view: View, proc: Path) -> tuple[int, int] | None:
@@ -590,49 +625,100 @@ def _open_view(view: View, proc: Path) -> tuple[int, int] | None:
     return ns_fd, root_fd
 
 
-def _fix_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> list[Outcome] | None:
-    """Replace ``binds`` in ``view``; None when its process is gone before we are in."""
+@dataclass
+class _Prepared:
+    """A view ready for a worker: its namespace and root open, a fresh detached bind per
+    dead-looking bind of ours (``trees``, in the order of ``binds``), and the outcomes
+    of binds that got no fresh one (``failed``)."""
 
-    def outcome(bind: Bind, status: str, error: int = 0) -> Outcome:
-        return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error)
+    view: View
+    ns_fd: int
+    root_fd: int
+    binds: list[Bind]
+    trees: list[int]
+    failed: list[Outcome]
 
+    def close(self) -> None:
+        for fd in (*self.trees, self.ns_fd, self.root_fd):
+            os.close(fd)
+
+
+def _outcome(view: View, bind: Bind, status: str, error: int = 0) -> Outcome:
+    return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error)
+
+
+def _prepare_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> _Prepared | None:
+    """Open ``view`` and a fresh bind for each of ``binds``; None when its process is
+    gone before we are in."""
     opened = _open_view(view, proc)
     if opened is None:
         return None
-    ns_fd, root_fd = opened
-    results: dict[int, Outcome] = {}
-    jobs: list[tuple[bytes, int, int]] = []
-    job_binds: list[Bind] = []
+    prepared = _Prepared(view, *opened, [], [], [])
     try:
-        for index, bind in enumerate(binds):
+        for bind in binds:
             source = mountpoint / bind.root.lstrip("/")
             try:
                 tree_fd = open_tree_clone(source)
             except OSError as exc:
-                results[index] = outcome(bind, FAILED, exc.errno or 0)
+                prepared.failed.append(_outcome(view, bind, FAILED, exc.errno or 0))
                 continue
-            jobs.append((os.fsencode(bind.path), bind.mount_id, tree_fd))
-            job_binds.append(bind)
+            prepared.binds.append(bind)
+            prepared.trees.append(tree_fd)
             with contextlib.suppress(OSError):  # before 5.12: the clone stays as ro as ours
                 set_attributes(tree_fd, *attributes_for(bind.options))
-        answers = _run_worker(view, ns_fd, root_fd, jobs) if jobs else {}
-        fixed = [
-            outcome(bind, *answers.get(job, (FAILED, errno.ECHILD)))
-            for job, bind in enumerate(job_binds)
-        ]
+    except BaseException:
+        prepared.close()
+        raise
+    return prepared
+
+
+def _fix_views(batch: list[_Prepared]) -> list[Outcome]:
+    """Replace the binds of every view in ``batch`` through as few forked workers as
+    possible: one, unless it hangs in a view (that view's unanswered binds fail, and a
+    new worker takes the views after it). The views' descriptors are closed."""
+    outcomes: list[Outcome] = []
+    try:
+        remaining = [prepared for prepared in batch if prepared.trees]
+        for prepared in batch:
+            outcomes.extend(prepared.failed)
+        while remaining:
+            work = [
+                (
+                    prepared.ns_fd,
+                    prepared.root_fd,
+                    [
+                        (os.fsencode(bind.path), bind.mount_id, tree)
+                        for bind, tree in zip(prepared.binds, prepared.trees, strict=True)
+                    ],
+                )
+                for prepared in remaining
+            ]
+            answers = _run_worker([prepared.view for prepared in remaining], work)
+            redo: list[_Prepared] = []
+            for view_index, prepared in enumerate(remaining):
+                got = [answers.get((view_index, index)) for index in range(len(prepared.binds))]
+                outcomes.extend(
+                    _outcome(prepared.view, bind, *(answer or (FAILED, errno.ECHILD)))
+                    for bind, answer in zip(prepared.binds, got, strict=True)
+                )
+                if any(answer is None for answer in got):
+                    # The worker stopped here (hung past WORKER_TIMEOUT, or died): what it
+                    # did not answer failed, and a new worker takes the views after it.
+                    redo = remaining[view_index + 1 :]
+                    break
+            remaining = redo
     finally:
-        for _, _, tree_fd in jobs:
-            os.close(tree_fd)
-        os.close(ns_fd)
-        os.close(root_fd)
-    return [*results.values(), *fixed]
+        for prepared in batch:
+            prepared.close()
+    return outcomes
 
 
-def _reattach_view(
+def _prepare(
     first: View, scope: Scope, own_namespace: int, mountpoint: Path, proc: Path
-) -> list[Outcome]:
-    """The outcomes in ``first``'s mount view (none when it has no bind of ours), through
-    another of its processes when the one picked exits before we are in."""
+) -> _Prepared | list[Outcome]:
+    """``first``'s mount view ready for a worker, or its outcomes without one (none when
+    it has no bind of ours; "gone" when its processes exit before we are in): through
+    another of its processes when the one picked exits first."""
     gone: list[Outcome] = []
     for view in _stand_ins(first, proc):
         try:
@@ -642,10 +728,10 @@ def _reattach_view(
         binds = binds_to_check(entries, scope, view.namespace == own_namespace)
         if not binds:
             return []
-        found = _fix_view(view, binds, mountpoint, proc)
-        if found is not None:
-            return found
-        gone = [Outcome(view.namespace, view.pid, bind.path, bind.root, GONE) for bind in binds]
+        prepared = _prepare_view(view, binds, mountpoint, proc)
+        if prepared is not None:
+            return prepared
+        gone = [_outcome(view, bind, GONE) for bind in binds]
     return gone
 
 
@@ -690,23 +776,44 @@ def reattach(
         )
     own_namespace = os.stat(proc / "self" / "ns" / "mnt").st_ino
     outcomes: list[Outcome] = []
-    namespaces: set[tuple[int, str]] = set()
+    namespaces: set[tuple[int, int]] = set()
     scanned = 0
-    for first in views(proc):
-        scanned += 1
-        try:
-            found = _reattach_view(first, scope, own_namespace, mountpoint, proc)
-        except OSError as exc:
-            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc)
-            continue
-        if not found:
-            continue
+
+    def note(found: list[Outcome]) -> None:
         for result in found:
             level = logging.WARNING if result.status in (FAILED, CHANGED) else logging.INFO
             if result.status != ALIVE or log.isEnabledFor(logging.DEBUG):
                 log.log(level, "re-attach: %s", result.describe())
-        namespaces.add((first.namespace, first.root))
+            namespaces.add((result.namespace, result.pid))
         outcomes.extend(found)
+
+    def fix(batch: list[_Prepared]) -> None:
+        try:
+            note(_fix_views(batch))
+        except OSError as exc:  # no fork or pipe: these views' binds stay dead
+            for prepared in batch:
+                view = prepared.view
+                log.error(
+                    "re-attach in mnt:[%d] (pid %d) failed: %s", view.namespace, view.pid, exc
+                )
+
+    batch: list[_Prepared] = []
+    for first in views(proc):
+        scanned += 1
+        try:
+            prepared = _prepare(first, scope, own_namespace, mountpoint, proc)
+        except OSError as exc:
+            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc)
+            continue
+        if isinstance(prepared, list):
+            note(prepared)
+            continue
+        batch.append(prepared)
+        if len(batch) >= VIEWS_PER_WORKER:
+            fix(batch)
+            batch = []
+    if batch:
+        fix(batch)
     # Always logged: the one line saying the daemon's re-attach is over.
     log.info(
         "re-attach done: %d dead binds replaced (%d stacked), %d failed, in %d of %d mount"

@@ -385,3 +385,56 @@ def test_remount_command_fixes_orphaned_binds_and_prints_them(
     missing = _remount_cli(str(tmp_path / "nothing"))
     assert missing.returncode == 1
     assert "no fuse.procfs-view mount" in missing.stderr
+
+
+def test_many_namespaces_are_reattached_by_few_workers(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """40 mount namespaces (more than one worker takes: VIEWS_PER_WORKER) each binding
+    meminfo over a file of its own: after kill -9 and a new start every one of them
+    reads meminfo through its bind again."""
+    from procfs_view.remount import VIEWS_PER_WORKER
+
+    count = 40
+    assert count > 2 * VIEWS_PER_WORKER
+    first = start_daemon()
+    target = tmp_path / "meminfo-target"
+    target.write_text("")
+    holders: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            holders.append(
+                subprocess.Popen(
+                    [
+                        "unshare",
+                        "-m",
+                        "--propagation",
+                        "private",
+                        "sh",
+                        "-c",
+                        f"mount --bind {first.path('proc/meminfo')} {target} && exec sleep 300",
+                    ],
+                )
+            )
+
+        def bound(pid: int) -> bool:
+            entries = parse_mountinfo(Path(f"/proc/{pid}/mountinfo").read_text())
+            return any(entry.mount_point == str(target) for entry in entries)
+
+        deadline = time.monotonic() + TIMEOUT
+        while not all(bound(holder.pid) for holder in holders):
+            assert time.monotonic() < deadline, "the namespaces did not bind meminfo"
+            time.sleep(0.05)
+        _kill(first)
+        second = start_daemon()
+        second.wait_for_log("re-attach done")
+        for holder in holders:
+            inside = Path(f"/proc/{holder.pid}/root{target}")
+            assert inside.read_text().startswith("MemTotal:"), holder.pid
+        assert re.search(
+            r"re-attach done: \d+ dead binds replaced \(\d+ stacked\), 0 failed", second.log()
+        )
+        assert second.stop() == 0
+    finally:
+        for holder in holders:
+            kill_started(holder)

@@ -4,8 +4,11 @@ mount answers ENOTCONN), which the integration tests exercise on real mounts."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from procfs_view.mountinfo import parse_mountinfo, unescape
 from procfs_view.remount import (
@@ -219,3 +222,48 @@ def test_a_view_whose_process_exits_is_entered_through_another(tmp_path: Path) -
     assert [view.pid for view in _stand_ins(first, proc)] == [100, 103]
     many = fake_proc(tmp_path / "many", {pid: ("a", "/") for pid in range(200, 210)})
     assert len(list(_stand_ins(next(views(many)), many))) == VIEW_ATTEMPTS
+
+
+def test_a_worker_that_stops_in_a_view_fails_only_that_views_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker takes several views. When it hangs (killed after WORKER_TIMEOUT) in the
+    second, that view's unanswered bind fails, the first view's answers stand, and a new
+    worker takes the third; every descriptor is closed."""
+    from procfs_view import remount
+
+    def bind(path: str) -> remount.Bind:
+        return remount.Bind(1, path, "/proc/meminfo", (0, 99), frozenset())
+
+    opened: list[int] = []
+
+    def prepared(pid: int, paths: list[str]) -> remount._Prepared:
+        fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(2 + len(paths))]
+        opened.extend(fds)
+        view = remount.View(1000 + pid, "/", pid)
+        return remount._Prepared(view, fds[0], fds[1], [bind(p) for p in paths], fds[2:], [])
+
+    batch = [prepared(1, ["/a", "/b"]), prepared(2, ["/c", "/d"]), prepared(3, ["/e"])]
+    calls: list[list[int]] = []
+
+    def run_worker(
+        views: list[remount.View], work: list[remount.ViewJobs]
+    ) -> dict[tuple[int, int], tuple[str, int]]:
+        calls.append([view.pid for view in views])
+        if len(calls) == 1:  # answers view 1, then the first bind of view 2, then hangs
+            return {(0, 0): ("fixed", 0), (0, 1): ("alive", 0), (1, 0): ("fixed", 0)}
+        return {(0, 0): ("stacked", 0)}
+
+    monkeypatch.setattr(remount, "_run_worker", run_worker)
+    outcomes = remount._fix_views(batch)
+    assert calls == [[1, 2, 3], [3]]
+    assert [(o.pid, o.path, o.status, o.error) for o in outcomes] == [
+        (1, "/a", "fixed", 0),
+        (1, "/b", "alive", 0),
+        (2, "/c", "fixed", 0),
+        (2, "/d", "failed", errno.ECHILD),
+        (3, "/e", "stacked", 0),
+    ]
+    for fd in opened:
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(fd)
