@@ -25,16 +25,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/loadavg",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "sys/devices/system/cpu/online",
-)
+from procfs_view.webhook import INJECTED_FILES
+
+#: The files LXCFS add-ons (and our webhook) bind into a container.
+FILES = INJECTED_FILES
 DONE = re.compile(
     r"re-attach done: (\d+) dead binds replaced .* in (\d+) of \d+ mount views, (\d+) ms"
 )
