@@ -40,7 +40,7 @@ the new mount API through ``syscall(2)``:
    with ``mount_setattr``;
 2. a forked child (``setns(CLONE_NEWNS)`` is refused to a multithreaded process, and a
    child can be killed if it hangs), one per up to ``VIEWS_PER_WORKER`` namespaces taken
-   in turn (a fork of the daemon cost ~15 ms a namespace, the work in it well under
+   in turn (a fork of the daemon cost ~19 ms a namespace, the work in it well under
    one), joins each target namespace with ``setns``, then
    ``fchdir`` + ``chroot`` to the root of the process we read the mountinfo of, so paths
    mean what they mean to the container and no binary of the container is needed;
