@@ -66,6 +66,7 @@ import errno
 import functools
 import logging
 import os
+import resource
 import select
 import signal
 import time
@@ -553,10 +554,13 @@ def _stand_ins(view: View, proc: Path) -> Iterator[View]:
         yield other
 
 
-def _run_worker(views: list[View], work: list[ViewJobs]) -> dict[tuple[int, int], tuple[str, int]]:
+def _run_worker(
+    views: list[View], work: list[ViewJobs]
+) -> tuple[dict[tuple[int, int], tuple[str, int]], bool]:
     """Fork one worker for ``work`` (one entry per view), collect its answers by (view,
-    bind) index; missing ones: it failed, or hung past ``WORKER_TIMEOUT`` without an
-    answer (then it is killed; the caller redoes the views after the one it hung in)."""
+    bind) index, and say whether it timed out. Missing answers: it failed, or hung past
+    ``WORKER_TIMEOUT`` without an answer (then it is killed; the caller redoes the views
+    after the one it hung in)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -564,12 +568,14 @@ def _run_worker(views: list[View], work: list[ViewJobs]) -> dict[tuple[int, int]
         _worker(work, write_end)
     os.close(write_end)
     data = b""
+    timed_out = False
     deadline = time.monotonic() + WORKER_TIMEOUT
     try:
         while True:
             left = deadline - time.monotonic()
             ready = select.select([read_end], [], [], max(left, 0))[0] if left > 0 else []
             if not ready:
+                timed_out = True
                 answered = data.count(b"\n")
                 hung = views[min(len(views) - 1, _view_of(work, answered))]
                 log.error("re-attach in mnt:[%d] (pid %d) timed out", hung.namespace, hung.pid)
@@ -590,7 +596,7 @@ def _run_worker(views: list[View], work: list[ViewJobs]) -> dict[tuple[int, int]
             continue  # a line cut short by the kill
         view_index, index, status, error = line.split()
         answers[(int(view_index), int(index))] = (status, int(error))
-    return answers
+    return answers, timed_out
 
 
 def _view_of(work: list[ViewJobs], answered: int) -> int:
@@ -693,12 +699,21 @@ def _fix_views(batch: list[_Prepared]) -> list[Outcome]:
                 )
                 for prepared in remaining
             ]
-            answers = _run_worker([prepared.view for prepared in remaining], work)
+            try:
+                answers, timed_out = _run_worker([prepared.view for prepared in remaining], work)
+            except OSError as exc:  # no pipe or no fork (out of descriptors or memory)
+                outcomes.extend(
+                    _outcome(prepared.view, bind, FAILED, exc.errno or 0)
+                    for prepared in remaining
+                    for bind in prepared.binds
+                )
+                break
+            missing = (FAILED, errno.ETIMEDOUT if timed_out else errno.ECHILD)
             redo: list[_Prepared] = []
             for view_index, prepared in enumerate(remaining):
                 got = [answers.get((view_index, index)) for index in range(len(prepared.binds))]
                 outcomes.extend(
-                    _outcome(prepared.view, bind, *(answer or (FAILED, errno.ECHILD)))
+                    _outcome(prepared.view, bind, *(answer or missing))
                     for bind, answer in zip(prepared.binds, got, strict=True)
                 )
                 if any(answer is None for answer in got):
@@ -714,11 +729,18 @@ def _fix_views(batch: list[_Prepared]) -> list[Outcome]:
 
 
 def _prepare(
-    first: View, scope: Scope, own_namespace: int, mountpoint: Path, proc: Path
+    first: View,
+    scope: Scope,
+    own_namespace: int,
+    mountpoint: Path,
+    proc: Path,
+    queued: frozenset[int] | set[int] = frozenset(),
 ) -> _Prepared | list[Outcome]:
     """``first``'s mount view ready for a worker, or its outcomes without one (none when
     it has no bind of ours; "gone" when its processes exit before we are in): through
-    another of its processes when the one picked exits first."""
+    another of its processes when the one picked exits first. Mounts in ``queued`` are
+    left out: another view of the same namespace (a chroot in it) has them already, and
+    mount ids are unique on the host."""
     gone: list[Outcome] = []
     for view in _stand_ins(first, proc):
         try:
@@ -726,6 +748,7 @@ def _prepare(
         except OSError:
             continue  # exited since
         binds = binds_to_check(entries, scope, view.namespace == own_namespace)
+        binds = [bind for bind in binds if bind.mount_id not in queued]
         if not binds:
             return []
         prepared = _prepare_view(view, binds, mountpoint, proc)
@@ -733,6 +756,13 @@ def _prepare(
             return prepared
         gone = [_outcome(view, bind, GONE) for bind in binds]
     return gone
+
+
+def _descriptor_budget() -> int:
+    """Descriptors a batch of views may hold: an eighth of what we may open (the daemon
+    serves from the same table), at least enough for one view's binds."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft // 8) if soft != resource.RLIM_INFINITY else 4096
 
 
 def reattach(
@@ -781,49 +811,60 @@ def reattach(
 
     def note(found: list[Outcome]) -> None:
         for result in found:
-            level = logging.WARNING if result.status in (FAILED, CHANGED) else logging.INFO
+            # CHANGED is someone else's doing (or a fresh bind propagated from a peer
+            # namespace we fixed first): worth a line, not a warning.
+            level = logging.WARNING if result.status == FAILED else logging.INFO
             if result.status != ALIVE or log.isEnabledFor(logging.DEBUG):
                 log.log(level, "re-attach: %s", result.describe())
             namespaces.add((result.namespace, result.pid))
         outcomes.extend(found)
 
-    def fix(batch: list[_Prepared]) -> None:
-        try:
-            note(_fix_views(batch))
-        except OSError as exc:  # no fork or pipe: these views' binds stay dead
-            for prepared in batch:
-                view = prepared.view
-                log.error(
-                    "re-attach in mnt:[%d] (pid %d) failed: %s", view.namespace, view.pid, exc
-                )
-
     batch: list[_Prepared] = []
+    queued: set[int] = set()
+    held = 0  # descriptors the batch holds: a worker's views are all open at once
+    budget = _descriptor_budget()
+    unreadable = 0
+
+    def flush() -> None:
+        nonlocal batch, held
+        if batch:
+            note(_fix_views(batch))
+        batch, held = [], 0
+
     for first in views(proc):
         scanned += 1
         try:
-            prepared = _prepare(first, scope, own_namespace, mountpoint, proc)
+            try:
+                prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or not batch:
+                    raise
+                flush()  # out of descriptors: the batch's go back first
+                prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
         except OSError as exc:
+            unreadable += 1
             log.error("re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc)
             continue
         if isinstance(prepared, list):
             note(prepared)
             continue
         batch.append(prepared)
-        if len(batch) >= VIEWS_PER_WORKER:
-            fix(batch)
-            batch = []
-    if batch:
-        fix(batch)
+        queued.update(bind.mount_id for bind in prepared.binds)
+        held += 2 + len(prepared.trees)
+        if len(batch) >= VIEWS_PER_WORKER or held >= budget:
+            flush()
+    flush()
     # Always logged: the one line saying the daemon's re-attach is over.
     log.info(
         "re-attach done: %d dead binds replaced (%d stacked), %d failed, in %d of %d mount"
-        " views, %.0f ms",
+        " views, %.0f ms%s",
         sum(1 for result in outcomes if result.status in (FIXED, STACKED)),
         sum(1 for result in outcomes if result.status == STACKED),
         sum(1 for result in outcomes if result.status == FAILED),
         len(namespaces),
         scanned,
         (time.monotonic() - started) * 1000,
+        f"; {unreadable} mount views could not be read" if unreadable else "",
     )
     return outcomes
 

@@ -66,11 +66,13 @@ def daemons(directory: Path) -> Iterator[StartDaemon]:
         pidfile: Path | None = None,
         args: Sequence[str] = (),
         wait: bool = True,
+        wrapper: Sequence[str] = (),
     ) -> Daemon:
+        """``wrapper``: a command that execs the daemon's (``prlimit --nofile=...``)."""
         mountpoint = mountpoint or directory / "mnt"
         pidfile = pidfile or runtime_dir / "procfs-view.pid"
         log_path = directory / f"daemon-{len(started)}.log"
-        argv = daemon_argv(mountpoint, pidfile, runtime_dir, *args)
+        argv = [*wrapper, *daemon_argv(mountpoint, pidfile, runtime_dir, *args)]
         daemon = Daemon(mountpoint, pidfile, log_path, spawn_daemon(argv, log_path), argv)
         started.append(daemon)
         if wait:
