@@ -357,6 +357,8 @@ FAILED = "failed"
 GONE = "gone"  # the namespace or process vanished before we got in
 
 
+#: What opening one more descriptor answers when the process or the system has none left.
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 #: What a move_mount the kernel cannot do here answers (too old, or not this mount).
 _CANNOT = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
@@ -609,16 +611,21 @@ def _view_of(work: list[ViewJobs], answered: int) -> int:
 
 
 def _open_view(view: View, proc: Path) -> tuple[int, int] | None:
-    """Descriptors of the view's namespace and root, checked to be the ones scanned."""
+    """Descriptors of the view's namespace and root, checked to be the ones scanned; None
+    when its process is gone (out of descriptors is raised: the process is not gone)."""
     base = proc / str(view.pid)
     try:
         ns_fd = os.open(base / "ns" / "mnt", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _OUT_OF_DESCRIPTORS:
+            raise
         return None
     try:
         root_fd = os.open(base / "root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    except OSError as exc:
         os.close(ns_fd)
+        if exc.errno in _OUT_OF_DESCRIPTORS:
+            raise
         return None
     try:
         same = os.fstat(ns_fd).st_ino == view.namespace and os.readlink(base / "root") == view.root
@@ -666,6 +673,8 @@ def _prepare_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -
             try:
                 tree_fd = open_tree_clone(source)
             except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    raise  # not this bind's fault: the caller frees the batch's and retries
                 prepared.failed.append(_outcome(view, bind, FAILED, exc.errno or 0))
                 continue
             prepared.binds.append(bind)
@@ -837,7 +846,7 @@ def reattach(
             try:
                 prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
             except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE) or not batch:
+                if exc.errno not in _OUT_OF_DESCRIPTORS or not batch:
                     raise
                 flush()  # out of descriptors: the batch's go back first
                 prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
