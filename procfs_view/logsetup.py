@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections import OrderedDict
 from typing import TextIO
 
 log = logging.getLogger(__name__)
@@ -104,3 +105,24 @@ class RateLimiter:
             self._suppressed.clear()
         self._last[key] = now
         return self._suppressed.pop(key, 0)
+
+
+class LogOnce:
+    """Logs each distinct failure once (bounded memory), so a broken cgroup read a thousand
+    times a second does not flood the journal."""
+
+    def __init__(self, logger: logging.Logger, capacity: int = 1024) -> None:
+        self.logger = logger
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def warning(
+        self, key: tuple[str, str], message: str, *args: object, exc_info: bool = False
+    ) -> None:
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return
+        self._seen[key] = time.monotonic()
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        self.logger.warning(message, *args, exc_info=exc_info)

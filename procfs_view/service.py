@@ -36,6 +36,7 @@ from procfs_view.errors import (
 from procfs_view.fileio import DEFAULT_OPEN_FILES, OpenFiles
 from procfs_view.host import CachedHostReader, HostMeminfo, HostReader, clock_ticks
 from procfs_view.identity import InitFinder
+from procfs_view.logsetup import LogOnce
 from procfs_view.metrics import NoMetrics, Recorder
 from procfs_view.options import ViewOptions
 from procfs_view.registry import BY_PATH, SERVED_FILES, ServedFile
@@ -69,26 +70,6 @@ class LoadSource(Protocol):
     """The loadavg sampler, as the service needs it (provided by the daemon with ``-l``)."""
 
     def sample(self, cgroup: Path) -> LoadSample | None: ...
-
-
-class LogOnce:
-    """Logs each distinct failure once (bounded memory), so a broken cgroup read a thousand
-    times a second does not flood the journal."""
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self.capacity = capacity
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def warning(
-        self, key: tuple[str, str], message: str, *args: object, exc_info: bool = False
-    ) -> None:
-        if key in self._seen:
-            self._seen.move_to_end(key)
-            return
-        self._seen[key] = time.monotonic()
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        log.warning(message, *args, exc_info=exc_info)
 
 
 StateT = TypeVar("StateT")
@@ -366,7 +347,7 @@ class ViewService:
         self._proc = str(self.roots.proc)
         self._namespaces: dict[int, tuple[int, int]] = {}  # pid -> (kept since, namespace)
         self._host_paths: dict[str, str] = {}
-        self._log_once = LogOnce()
+        self._log_once = LogOnce(log)
 
     def close(self) -> None:
         """Close the files kept open for re-reading (the service is being replaced)."""

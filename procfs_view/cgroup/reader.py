@@ -34,6 +34,7 @@ from procfs_view.cgroup.records import (
 )
 from procfs_view.errors import CgroupDataError, CgroupUnavailable, ServeHost
 from procfs_view.fileio import read_bytes
+from procfs_view.logsetup import LogOnce
 from procfs_view.parsers import (
     KeyPicker,
     limit_value,
@@ -347,7 +348,7 @@ class CgroupReader:
         self.read_file = read_file
         self.busy_devices = busy_devices
         self._cfq_files = True  # until a blkio cgroup is seen without them
-        self._said_blkio_uncounted: set[str] = set()
+        self._log_once = LogOnce(log)
         self._blkio_layer_of: dict[tuple[Hierarchy, Device], str] = {}
         self._blkio_layers: dict[
             Hierarchy, tuple[float, dict[str, dict[Device, int] | None], list[str]]
@@ -758,17 +759,20 @@ class CgroupReader:
             uncounted = self._uncounted_devices(layers)
             self._blkio_layers[directory.hierarchy] = (now, layers, uncounted)
         if not layers:
-            self._warn_blkio_uncounted(
+            self._log_once.warning(
+                ("blkio: none counted", ""),
                 "cgroup v1 blkio counts no I/O per cgroup on this kernel (no CFQ; the "
                 "throttle layer counts only once a throttle rule is set, since Linux 6.10; "
-                "no device uses BFQ): containers read the host's /proc/diskstats"
+                "no device uses BFQ): containers read the host's /proc/diskstats",
             )
             raise ServeHost("blkio counts no I/O per cgroup on this kernel")
         if uncounted:
-            self._warn_blkio_uncounted(
-                f"cgroup v1 blkio counts no I/O per cgroup on {', '.join(uncounted)}, which "
-                "the host uses (no throttle rule there since Linux 6.10, not scheduled by "
-                "BFQ): containers read the host's /proc/diskstats"
+            self._log_once.warning(
+                ("blkio: uncounted disks", " ".join(uncounted)),
+                "cgroup v1 blkio counts no I/O per cgroup on %s, which the host uses (no "
+                "throttle rule there since Linux 6.10, not scheduled by BFQ): containers "
+                "read the host's /proc/diskstats",
+                ", ".join(uncounted),
             )
             raise ServeHost(f"blkio counts no I/O per cgroup on {uncounted[0]}")
         return layers
@@ -800,11 +804,6 @@ class CgroupReader:
             )
 
         return sorted(about.name for device, about in busy.items() if not covered(device))
-
-    def _warn_blkio_uncounted(self, message: str) -> None:
-        if message not in self._said_blkio_uncounted:
-            self._said_blkio_uncounted.add(message)
-            log.warning("%s", message)
 
     # -- pressure ---------------------------------------------------------------------------
 
