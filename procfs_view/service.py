@@ -147,6 +147,15 @@ class StateStore(Generic[StateT]):
                 del self._states[key]
 
 
+def _identity(directory: Path) -> int:
+    """A cgroup directory's inode: what tells a cgroup made again at the same path from the
+    one a stateful view's state was kept for."""
+    try:
+        return os.stat(directory).st_ino
+    except OSError as error:  # removed mid-request
+        raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
+
+
 class Request:
     """The inputs of one caller's views, each read lazily and at most once per request.
 
@@ -240,10 +249,7 @@ class Request:
         the other for a change of CPUs and showed a busy container 0 %."""
         directory = self.cgroups.cpu_usage_dir(self.membership).path
         key = (directory, *self.cgroups.visible_cpu_dirs(self.membership, self.options.cpu_view))
-        try:
-            return key, os.stat(directory).st_ino
-        except OSError as error:  # removed mid-request
-            raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
+        return key, _identity(directory)
 
     def cpu_quota(self) -> CpuQuota:
         return self._cpu_quota
@@ -282,10 +288,7 @@ class Request:
         """The directory the I/O counts come from and its inode: the key of per-cgroup
         diskstats state, and what tells a cgroup made again at the same path from the old."""
         directory = self.cgroups.io_dir(self.membership).path
-        try:
-            return directory, os.stat(directory).st_ino
-        except OSError as error:  # removed mid-request
-            raise CgroupUnavailable(f"{directory}: {error.strerror}") from error
+        return directory, _identity(directory)
 
     def pressure(self, resource: str) -> bytes:
         return self.cgroups.pressure(self.membership, resource)
