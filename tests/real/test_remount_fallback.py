@@ -55,14 +55,20 @@ subprocess.run(["umount", "-l", str(mnt)], check=False)
 """
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
-def test_without_move_beneath_the_container_never_sees_the_file_below(tmp_path: Path) -> None:
+def _in_private_namespace(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (argv[1]: ``tmp_path``) in a mount namespace of its own, so the mounts
+    it makes and breaks never reach the host's."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", SCRIPT,
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", script,
          str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_without_move_beneath_the_container_never_sees_the_file_below(tmp_path: Path) -> None:
+    result = _in_private_namespace(SCRIPT, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         "stacked",
@@ -134,12 +140,7 @@ def test_a_locked_bind_in_a_nested_user_namespace_is_stacked_and_says_so(
 
     if not moves_beneath():
         pytest.skip("no MOVE_MOUNT_BENEATH on this kernel: every bind is stacked")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", LOCKED_SCRIPT,
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+    result = _in_private_namespace(LOCKED_SCRIPT, tmp_path)
     if "unshare -U -r -m failed" in result.stderr:
         pytest.skip("user namespaces are not available here")
     assert result.returncode == 0, result.stdout + result.stderr
