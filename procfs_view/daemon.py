@@ -486,10 +486,13 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
     # after it stopped (a second stop or a reload while we unmount; trio also re-raises
     # what is still queued in the receiver when it closes). So they are ignored, and the
     # receiver puts that back when it closes; and blocked until it listens, so the ones
-    # sent while we mount wait for it (a blocked signal stays pending even if ignored).
-    # Blocked before any thread starts (the metrics server's), which inherits the mask.
+    # sent while we mount wait for it. Ignored by a handler that does nothing, not
+    # SIG_IGN: setting SIG_IGN discards a pending signal, and trio sets SIGINT's action
+    # to itself (its main-thread check) before its receiver listens, which lost a SIGINT
+    # sent right after "serving". Blocked before any thread starts (the metrics
+    # server's), which inherits the mask.
     for signum in HANDLED_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, _ignore_signal)
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
         if metrics is not None and config.metrics_address is not None:
@@ -522,7 +525,15 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         log.info("unmounted %s", mountpoint)
         return status
     finally:
+        # Ignored for good from here: at exit Python puts its handled signals back to
+        # their default action, and a late stop signal would then kill the exiting daemon.
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """The action of the handled signals outside trio's receiver (see _run_locked)."""
 
 
 def _describe(config: DaemonConfig) -> str:
