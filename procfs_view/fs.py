@@ -40,7 +40,9 @@ ENTRY_TIMEOUT = 5.0
 ATTR_TIMEOUT = 1.0
 FILE_MODE = stat.S_IFREG | 0o444
 DIR_MODE = stat.S_IFDIR | 0o555
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
+#: Opens refused with EROFS. O_APPEND alone is not among them: /proc takes a read-only
+#: open with it (logging and shell tools pass it), and LXCFS does too.
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
 #: Open files at most, over all callers: each holds its content (a few KiB, a big host's
 #: cpuinfo hundreds), and the daemon's memory is no container's, so a tenant holding a
 #: million opens must not be able to grow it. Far above what readers hold at once.

@@ -90,10 +90,19 @@ class CgroupLoad:
 
 
 def _thread_state(proc_root: Path, tid: int) -> str | None:
-    """State letter from /proc/<tid>/stat (the field after the ``)`` closing the name)."""
+    """State letter from /proc/<tid>/task/<tid>/stat (the field after the ``)`` closing
+    the name). That file, not /proc/<tid>/stat: for a thread id the kernel builds the
+    latter for the whole process, summing over its threads, so reading it for every
+    thread cost threads squared (8000 threads: 3.9 s a round, against 0.36 s).
+    /proc/<tid>/stat is the fallback for trees without task directories (fixtures)."""
+    base = proc_root / str(tid)
     try:
-        with open(proc_root / str(tid) / "stat", "rb") as handle:
-            data = handle.read(512)
+        try:
+            with open(base / "task" / str(tid) / "stat", "rb") as handle:
+                data = handle.read(512)
+        except FileNotFoundError:
+            with open(base / "stat", "rb") as handle:
+                data = handle.read(512)
     except OSError:
         return None  # exited between listing and reading
     close = data.rfind(b")")

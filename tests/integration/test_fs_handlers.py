@@ -225,8 +225,10 @@ def test_write_opens_and_changes_are_erofs() -> None:
     fs = ViewFS(FakeService())
     meminfo = lookup_path(fs, "proc/meminfo").st_ino
     proc = lookup_path(fs, "proc").st_ino
-    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_APPEND):
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_RDONLY | os.O_TRUNC):
         assert errno_of(fs.open, meminfo, flags, ctx()) == errno.EROFS
+    info = run(fs.open, meminfo, os.O_RDONLY | os.O_APPEND, ctx())  # as /proc allows
+    run(fs.release, info.fh)
     assert errno_of(fs.open, proc, os.O_RDONLY, ctx()) == errno.EISDIR
     assert errno_of(fs.write, 1, 0, b"x") == errno.EROFS
     assert errno_of(fs.mkdir, proc, b"d", 0o755, ctx()) == errno.EROFS

@@ -66,6 +66,18 @@ def test_counts_running_and_uninterruptible_threads_in_subtree(tmp_path: Path) -
     assert count_threads(tmp_path / "cg" / "gone", proc) is None
 
 
+def test_a_threads_own_state_counts_not_its_process_stat(tmp_path: Path) -> None:
+    """Where the kernel has it, the thread's task file is read: /proc/<tid>/stat of a
+    thread is its whole process's (and costs threads squared over a process)."""
+    proc = tmp_path / "proc"
+    add_thread(proc, 30, "S")  # the process line says sleeping
+    task = proc / "30" / "task" / "30"
+    task.mkdir(parents=True)
+    (task / "stat").write_text("30 (a) R 1 2 3\n")  # this thread runs
+    top = make_cgroup(tmp_path / "cg", "ct", [30])
+    assert count_threads(top, proc) == ThreadCount(running=1, total=1, last_pid=30)
+
+
 def test_a_frozen_cgroups_threads_are_no_load(tmp_path: Path) -> None:
     """docker pause / lxc freeze: the kernel shows frozen tasks in D, and its own load
     average leaves them out. v2 says frozen in cgroup.events, v1 in the freezer
