@@ -245,11 +245,13 @@ class ViewFS(pyfuse3.Operations):
         else:
             attr.st_mode = FILE_MODE
             attr.st_nlink = 1
-            # 0, as procfs and sysfs report, which every tool reading /proc copes with (it
-            # reads to EOF; direct_io makes the kernel do so too). Each caller gets its own
-            # content through one inode whose attributes the kernel caches, so any length
-            # would be some other container's: Node's readFileSync would stop there, tail
-            # would seek back from it, and a tenant would learn a neighbour's CPU count.
+            # 0, as procfs and sysfs report, which every tool reading /proc with read(2)
+            # copes with (it reads to EOF; direct_io makes the kernel do so too; splice and
+            # sendfile stop at the size since Linux 6.5: README "Known limits"). Each caller
+            # gets its own content through one inode whose attributes the kernel caches,
+            # so any length would be some other container's: Node's readFileSync would
+            # stop there, tail would seek back from it, and a tenant would learn a
+            # neighbour's CPU count.
             attr.st_size = 0
         attr.st_uid = 0
         attr.st_gid = 0
