@@ -495,7 +495,9 @@ class ViewService:
         ``kept``) unless the caller's cgroups are those."""
         served = BY_PATH[path]
         if not self._options.virtualize:
-            return self.host_content(path), "host", None
+            # Whose it is still matters: a file opened now and re-read once the view is
+            # back on (top, free -s) shows its opener's view again, not the host's forever.
+            return self.host_content(path), "host", self.owner_of(pid) or None
         if served.host_only(self._options):  # the same for everyone: no cgroup to read
             content = self.rendered.get_or_compute((path, "", 0), lambda: self.host_content(path))
             return content, "host", None

@@ -119,6 +119,23 @@ def test_virtualization_off_serves_host_files(tmp_path: Path) -> None:
     assert service.answer("proc/meminfo", 700) == host_file(host, "proc/meminfo")
 
 
+def test_a_file_opened_with_virtualization_off_shows_the_view_once_it_is_back_on(
+    tmp_path: Path,
+) -> None:
+    """top or free -s started during a SIGUSR2 off spell keep their file open: once the
+    view is back on, their re-reads show their container again (they stayed on the host
+    file for good)."""
+    host = container(tmp_path)
+    service = host.service(ViewOptions(virtualize=False))
+    content, caller = service.open_answer("proc/meminfo", 700)
+    assert content == host_file(host, "proc/meminfo")
+    assert service.reread("proc/meminfo", 700, caller) == host_file(host, "proc/meminfo")
+    service.options = ViewOptions(virtualize=True)
+    again = service.reread("proc/meminfo", 700, caller)
+    assert again is not None
+    assert mem_total(again) == 256 * 1024
+
+
 FILES = {
     "limit": {"v1": "memory.limit_in_bytes", "v2": "memory.max"},
     "usage": {"v1": "memory.usage_in_bytes", "v2": "memory.current"},
