@@ -139,6 +139,10 @@ def pod_patch(pod: JSON, mount_dir: str = DEFAULT_MOUNT_DIR) -> Decision:
     os_name = _mapping(spec.get("os") or {}, "spec.os").get("name")
     if os_name not in (None, "linux"):
         return Decision(None, f"not a Linux pod (spec.os.name {os_name})")
+    if spec.get("hostUsers") is False:
+        # A user-namespace pod's volumes are idmapped binds, which a FUSE mount refuses:
+        # its runtime would fail to create the pod.
+        return Decision(None, "in a user namespace (spec.hostUsers: false)")
 
     if not _list_of_mappings(spec.get("containers"), "spec.containers"):
         raise NotUnderstood("spec.containers is empty")

@@ -161,6 +161,15 @@ def test_windows_pods_are_skipped() -> None:
     assert pod_patch(make_pod(os={"name": "windows"})).patch is None
 
 
+def test_user_namespace_pods_are_skipped() -> None:
+    """hostUsers: false makes the runtime idmap every volume, which our FUSE mount
+    refuses: injecting would stop the pod from starting."""
+    decision = pod_patch(make_pod(hostUsers=False))
+    assert decision.patch is None
+    assert "user namespace" in decision.reason
+    assert pod_patch(make_pod(hostUsers=True)).patch is not None
+
+
 def test_pod_without_metadata_or_annotations_gets_them() -> None:
     pod = make_pod()
     del pod["metadata"]
