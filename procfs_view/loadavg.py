@@ -267,7 +267,11 @@ class LoadTracker:
                 continue
             try:
                 if self.in_worker_thread:
-                    counts = await trio.to_thread.run_sync(self.count_all, cgroups)
+                    # Abandoned on cancel: a stop must not wait for a long round (reads
+                    # hang while it does); the thread touches nothing the fold reads.
+                    counts = await trio.to_thread.run_sync(
+                        self.count_all, cgroups, abandon_on_cancel=True
+                    )
                 else:  # deterministic under trio's MockClock (tests)
                     counts = self.count_all(cgroups)
             except Exception:  # never let sampling take the daemon down
