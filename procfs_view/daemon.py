@@ -36,7 +36,7 @@ from procfs_view.fileio import DEFAULT_OPEN_FILES
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker, frozen_check
 from procfs_view.metrics import PrometheusMetrics
-from procfs_view.mountinfo import read_mountinfo
+from procfs_view.mountinfo import FSNAME, FSTYPE, mounts_at, resolve_mountpoint
 from procfs_view.options import DEFAULT_BUSY_POLL
 from procfs_view.service import Roots, ViewOptions, ViewService
 
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MOUNTPOINT = Path("/var/lib/lxcfs")
 DEFAULT_RUNTIME_DIR = Path("/run")
 PIDFILE_NAME = "procfs-view.pid"
-FSNAME = "procfs-view"
-FSTYPE = f"fuse.{FSNAME}"
 # A dead LXCFS mount at the same place is also ours to replace: we are its drop-in.
 RECOVERABLE_FSTYPES = frozenset({FSTYPE, "fuse.lxcfs"})
 BASE_FUSE_OPTIONS = (
@@ -157,24 +155,6 @@ class PidFile:
 
 
 # -- mountpoint ------------------------------------------------------------------------
-
-
-def mounts_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
-    """Filesystem types mounted at ``path``, bottom first (the last one is visible)."""
-    target = str(path)
-    return [entry.fstype for entry in read_mountinfo(mountinfo) if entry.mount_point == target]
-
-
-def resolve_mountpoint(path: Path) -> Path:
-    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails.
-
-    This is the path mountinfo shows for our mount, so everything that looks it up there
-    (the daemon, ``check``) resolves it here.
-    """
-    absolute = Path(os.path.abspath(path))
-    if absolute == absolute.parent:
-        return absolute
-    return Path(os.path.realpath(absolute.parent)) / absolute.name
 
 
 def absolute_mountpoint(path: Path) -> Path:

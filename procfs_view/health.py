@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from procfs_view.daemon import FSTYPE, mounts_at, resolve_mountpoint
+from procfs_view.mountinfo import FSTYPE, mounts_at, resolve_mountpoint
 
 DEFAULT_TIMEOUT = 2.0
 PROBE_FILE = "proc/meminfo"

@@ -12,11 +12,27 @@ options. Paths have space, tab, newline and backslash escaped as ``\\ooo``.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MountEntry", "parse_mountinfo", "read_mountinfo", "unescape", "visible"]
+__all__ = [
+    "FSNAME",
+    "FSTYPE",
+    "MountEntry",
+    "mounts_at",
+    "parse_mountinfo",
+    "read_mountinfo",
+    "resolve_mountpoint",
+    "unescape",
+    "visible",
+]
+
+# Our mounts' source and type in mountinfo. Defined here, not in the daemon, so that
+# ``procfs-view check`` (a probe run every few seconds) loads only this module.
+FSNAME = "procfs-view"
+FSTYPE = f"fuse.{FSNAME}"
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
@@ -118,3 +134,21 @@ def read_mountinfo(path: Path | str) -> list[MountEntry]:
     """
     with open(path, "rb") as handle:
         return parse_mountinfo(handle.read().decode("utf-8", "surrogateescape"))
+
+
+def mounts_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Filesystem types mounted at ``path``, bottom first (the last one is visible)."""
+    target = str(path)
+    return [entry.fstype for entry in read_mountinfo(mountinfo) if entry.mount_point == target]
+
+
+def resolve_mountpoint(path: Path) -> Path:
+    """Absolute, symlinks resolved in the parent only: stat on a dead mount fails.
+
+    This is the path mountinfo shows for our mount, so everything that looks it up there
+    (the daemon, ``check``) resolves it here.
+    """
+    absolute = Path(os.path.abspath(path))
+    if absolute == absolute.parent:
+        return absolute
+    return Path(os.path.realpath(absolute.parent)) / absolute.name

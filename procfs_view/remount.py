@@ -75,12 +75,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from procfs_view.mountinfo import MountEntry, read_mountinfo
+from procfs_view.mountinfo import FSNAME, FSTYPE, MountEntry, read_mountinfo
 
 log = logging.getLogger(__name__)
-
-FSNAME = "procfs-view"
-FSTYPE = f"fuse.{FSNAME}"
 
 # A worker that has not answered by then is killed (a hung path lookup in a container).
 WORKER_TIMEOUT = 10.0
