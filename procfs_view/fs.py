@@ -381,7 +381,8 @@ class ViewFS(pyfuse3.Operations):
     async def readdir(self, fh: FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         node = self.tree.get(InodeT(fh))
         # A snapshot sorted by name: start_id is the index of the next entry to return.
-        entries = sorted(node.children.items())
+        # The kernel does not make up "." and ".." for FUSE (`ls -a` lists what we say).
+        entries = [(b".", node.inode), (b"..", node.parent), *sorted(node.children.items())]
         for index in range(start_id, len(entries)):
             name, inode = entries[index]
             child = self.tree.nodes.get(inode)

@@ -476,7 +476,10 @@ class ViewService:
         to 0 for every refresh, as the kernel's files allow. ``pid`` opened it, ``caller``
         is what ``open_answer`` said. None when that process is gone or in other cgroups
         now (moved, or its pid reused by another container's process): the file keeps
-        what it showed, never someone else's numbers nor the host's."""
+        what it showed, never someone else's numbers nor the host's; None too for a path
+        a reload (an upgrade) no longer serves, which the open file goes on showing."""
+        if path not in BY_PATH:
+            return None
         started = time.perf_counter()
         outcome = "host"
         try:

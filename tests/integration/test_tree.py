@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def test_tree_lists_every_served_path(mounted: Daemon) -> None:
     }
     assert found == served
     assert {"proc/meminfo", "sys/devices/system/cpu/online"} <= found
+
+
+def test_ls_a_lists_dot_and_dot_dot_first(mounted: Daemon) -> None:
+    """As in /proc and LXCFS: ``ls -a`` and readdir(3) callers expect them."""
+    listing = subprocess.run(
+        ["ls", "-a1", str(mounted.mountpoint / "proc")], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listing[:2] == [".", ".."]
+    assert "meminfo" in listing[2:]
+    assert set(os.listdir(mounted.mountpoint)) == {"proc", "sys"}  # Python leaves them out
+    assert os.stat(mounted.mountpoint / "proc" / "..").st_ino == os.stat(mounted.mountpoint).st_ino
 
 
 def test_modes_files_0444_directories_0555(mounted: Daemon) -> None:

@@ -245,6 +245,14 @@ def test_a_reread_is_fresh_for_the_same_caller_and_nothing_for_another(tmp_path:
     assert service.reread("proc/loadavg", 999, anyone) == host_only
 
 
+def test_a_reread_of_a_path_no_longer_served_keeps_the_content(tmp_path: Path) -> None:
+    """A reload can bring code that serves fewer paths; a file opened before goes on
+    showing what it showed (it answered EIO)."""
+    service = container(tmp_path).service()
+    _, caller = service.open_answer("proc/meminfo", 700)
+    assert service.reread("proc/retired", 700, caller) is None
+
+
 def _kb(text: bytes, key: str) -> int:
     line = next(ln for ln in text.decode().splitlines() if ln.startswith(f"{key}:"))
     return int(line.split()[1])
