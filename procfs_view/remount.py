@@ -84,6 +84,8 @@ WORKER_TIMEOUT = 10.0
 #: Mount views one forked worker replaces the binds of, one after the other: a fork of
 #: the daemon and its copy-on-write faults cost more than the work in one namespace.
 VIEWS_PER_WORKER = 16
+LXCFS_FSNAME = "lxcfs"
+LXCFS_FSTYPE = f"fuse.{LXCFS_FSNAME}"
 
 # -- mountinfo (pure) -------------------------------------------------------------------
 
@@ -91,6 +93,12 @@ VIEWS_PER_WORKER = 16
 def ours(entry: MountEntry) -> bool:
     """A mount of procfs-view's filesystem (ours or another instance's)."""
     return entry.fstype == FSTYPE and entry.source == FSNAME
+
+
+def of_lxcfs(entry: MountEntry) -> bool:
+    """A mount of LXCFS's filesystem: a node switched from LXCFS to us has containers
+    whose binds of its files died with it, and we serve the same paths."""
+    return entry.fstype == LXCFS_FSTYPE and entry.source == LXCFS_FSNAME
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ class Bind:
     root: str
     device: tuple[int, int]
     options: frozenset[str]
+    source: str = FSNAME  # whose filesystem: ours, or a dead LXCFS's (LXCFS_FSNAME)
 
 
 def _visible(entries: list[MountEntry]) -> list[MountEntry]:
@@ -143,6 +152,9 @@ class Scope:
     # filesystem is no longer mounted anywhere in our namespace (an orphan): right when we
     # are the only instance on the host, ambiguous when several run.
     lineage: frozenset[tuple[int, int]] | None
+    # Files we serve (``/proc/meminfo``...) whose dead LXCFS binds we replace, unless of
+    # an LXCFS still mounted in our namespace (``foreign`` has those devices too).
+    lxcfs_roots: frozenset[str] = frozenset()
 
 
 def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool) -> list[Bind]:
@@ -152,9 +164,25 @@ def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool)
     in another namespace and at our own mount point's path (that namespace's copy of our
     mount point): elsewhere it is some daemon's mount point, never ours to take over.
     Whether each is really dead is checked in its namespace (see the module docstring).
+    Dead LXCFS binds of a file we serve qualify too (``scope.lxcfs_roots``); its other
+    files and directories (``/proc/slabinfo``, ``/sys/devices/system/cpu``, its cgroup
+    tree) are not ours to stand in for and stay as they are.
     """
     binds: list[Bind] = []
     for entry in _visible(entries):
+        if of_lxcfs(entry):
+            if entry.root in scope.lxcfs_roots and entry.device not in scope.foreign:
+                binds.append(
+                    Bind(
+                        entry.mount_id,
+                        entry.mount_point,
+                        entry.root,
+                        entry.device,
+                        entry.options,
+                        LXCFS_FSNAME,
+                    )
+                )
+            continue
         if not ours(entry) or entry.device == scope.fresh or entry.device in scope.foreign:
             continue
         if scope.lineage is not None and entry.device not in scope.lineage:
@@ -486,9 +514,10 @@ class Outcome:
     root: str
     status: str
     error: int = 0
+    source: str = FSNAME
 
     def describe(self) -> str:
-        text = f"mnt:[{self.namespace}] {self.path} (pid {self.pid}, {FSNAME}{self.root})"
+        text = f"mnt:[{self.namespace}] {self.path} (pid {self.pid}, {self.source}{self.root})"
         if self.error:
             return f"{text}: {self.status}: {os.strerror(self.error)}"
         if self.status == STACKED:
@@ -654,7 +683,7 @@ class _Prepared:
 
 
 def _outcome(view: View, bind: Bind, status: str, error: int = 0) -> Outcome:
-    return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error)
+    return Outcome(view.namespace, view.pid, bind.path, bind.root, status, error, bind.source)
 
 
 def _prepare_view(view: View, binds: list[Bind], mountpoint: Path, proc: Path) -> _Prepared | None:
@@ -764,6 +793,24 @@ def _prepare(
     return gone
 
 
+def served_files(mountpoint: Path) -> frozenset[str]:
+    """Every file under our live mount, as mountinfo roots (``/proc/meminfo``)."""
+    found: set[str] = set()
+    pending = [mountpoint]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        found.add("/" + str(Path(entry.path).relative_to(mountpoint)))
+        except OSError as exc:
+            log.warning("re-attach: cannot list %s: %s", directory, exc)
+    return frozenset(found)
+
+
 def _descriptor_budget() -> int:
     """Descriptors a batch of views may hold: an eighth of what we may open (the daemon
     serves from the same table), at least enough for one view's binds."""
@@ -804,7 +851,16 @@ def reattach(
         except OSError as exc:
             log.warning("cannot record our device in %s: %s", lineage_file, exc)
     foreign = foreign_devices(own, str(mountpoint))
-    scope = Scope(str(mountpoint), fresh, foreign, None if not foreign else lineage)
+    # An LXCFS mounted here keeps its binds (alive, or dead at a mount it still has); one
+    # that is gone never re-attaches its binds, so those we serve the files of are ours.
+    lxcfs = frozenset(entry.device for entry in own if of_lxcfs(entry) and entry.root == "/")
+    scope = Scope(
+        str(mountpoint),
+        fresh,
+        foreign | lxcfs,
+        None if not foreign else lineage,
+        served_files(mountpoint),
+    )
     if foreign:
         log.info(
             "re-attach: other procfs-view instances are mounted here; only binds of %s",

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +30,14 @@ from pathlib import Path
 
 import pytest
 
-from procfs_view.mountinfo import MountEntry, parse_mountinfo
+from procfs_view.mountinfo import MountEntry, mounts_at, parse_mountinfo
 from tests.cgroups import TestCgroup, test_cgroup
+from tests.integration.fake_lxcfs import FAKE_MEMTOTAL_KB
 from tests.integration.helpers import (
     BOUND_FILES,
     FSTYPE,
     MIB,
+    REPO,
     TIMEOUT,
     Daemon,
     StartDaemon,
@@ -438,3 +441,72 @@ def test_many_namespaces_are_reattached_by_few_workers(
     finally:
         for holder in holders:
             kill_started(holder)
+
+
+# A container LXCFS's hook or webhook set up: its files bound from LXCFS's mount.
+LXCFS_BINDS = ("proc/meminfo", "proc/slabinfo", "sys/devices/system/cpu")
+LXCFS_CONTAINER = """
+set -e
+for f in $LXCFS_BINDS; do mount --bind "$LXCFS_MNT/$f" "/$f"; done
+while :; do
+  if out=$(busybox head -n 1 /proc/meminfo 2>&1); then echo "ok $out"; else echo "err $out"; fi
+  busybox usleep 10000
+done
+"""
+
+
+def test_a_node_switched_from_lxcfs_gets_its_containers_dead_binds_of_our_files_back(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """LXCFS stops (or dies), procfs-view starts at its mountpoint: a container's binds of
+    files we serve show our view again without a restart; its binds of LXCFS's other
+    paths (slabinfo, the cpu directory) stay as they were, never the host's files."""
+    mountpoint = tmp_path / "lxcfs"
+    mountpoint.mkdir()
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.fake_lxcfs", str(mountpoint)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while "fuse.lxcfs" not in mounts_at(mountpoint):
+            assert fake.poll() is None, "the fake LXCFS exited"
+            assert time.monotonic() < deadline, "the fake LXCFS did not mount"
+            time.sleep(0.02)
+        with test_cgroup(memory_limit=96 * MIB) as cgroup:
+            env = dict(os.environ, LXCFS_MNT=str(mountpoint), LXCFS_BINDS=" ".join(LXCFS_BINDS))
+            argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", LXCFS_CONTAINER]
+            process = cgroup.spawn(argv, env=env, stdout=subprocess.PIPE, text=True)
+            box = Container("from-lxcfs", process, 96 * 1024, ("proc/meminfo",))
+            collector = threading.Thread(target=box.collect, daemon=True)
+            collector.start()
+            try:
+                fake_line = f"ok MemTotal:{FAKE_MEMTOTAL_KB:>15} kB"
+                wait_for(
+                    lambda: any(line == fake_line for _, line in box.reads_after(0)),
+                    "the container to read the fake LXCFS",
+                    time.monotonic() + TIMEOUT,
+                )
+                kill_started(fake)
+                assert box.bind_state() == "dead"
+                daemon = start_daemon(mountpoint=mountpoint)
+                daemon.wait_for_log("re-attach done")
+                started = time.monotonic()
+                wait_for(
+                    functools.partial(box.read_well_after, started, 3),
+                    "the container to read its own limit through procfs-view",
+                    started + TIMEOUT,
+                )
+                for path in LXCFS_BINDS[1:]:
+                    with pytest.raises(OSError, match="not connected") as dead:
+                        os.statvfs(f"/proc/{box.pid}/root/{path}")
+                    assert dead.value.errno == errno.ENOTCONN, path
+                assert f"(pid {box.pid}, lxcfs/proc/meminfo): fixed" in daemon.log()
+                assert " failed: " not in daemon.log()
+                assert daemon.stop() == 0
+            finally:
+                kill_started(process)
+                collector.join(timeout=TIMEOUT)
+    finally:
+        kill_started(fake)
+        if is_mounted(mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
