@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from procfs_view.errors import ServeHost
 from procfs_view.views import (
@@ -33,13 +33,21 @@ class ServedFile:
     """A file under the mountpoint. ``host_path`` is absolute as on a real host (``/proc/...``
     or ``/sys/...``); the service maps it onto its injectable roots. ``host_only(options)``
     True means every caller gets the host file under those options (the service then reads
-    no cgroup at all)."""
+    no cgroup at all).
+
+    ``freshness`` is for files tools divide by the time between two reads (rates, CPU
+    %): a copy from the render cache read again within its TTL shows no time passing,
+    so ``top -d 0.05`` showed frames of 0 % CPU, then a process at 99.9 %. ``ttl``: the
+    cache as for any file; ``reread``: a re-read of an open file (``top`` keeps
+    /proc/stat open and seeks back) is computed afresh; ``always``: never cached (uptime,
+    which ``top`` opens for every frame, costs little to compute)."""
 
     path: str
     host_path: str
     build: Callable[[Request], bytes]
     needs_unified: bool = False
     host_only: Callable[[ViewOptions], bool] = lambda options: False
+    freshness: Literal["ttl", "reread", "always"] = "ttl"
 
 
 def _meminfo(request: Request) -> bytes:
@@ -118,12 +126,12 @@ def _pressure(resource: str) -> Callable[[Request], bytes]:
 
 SERVED_FILES: tuple[ServedFile, ...] = (
     ServedFile("proc/cpuinfo", "/proc/cpuinfo", _cpuinfo),
-    ServedFile("proc/diskstats", "/proc/diskstats", _diskstats),
+    ServedFile("proc/diskstats", "/proc/diskstats", _diskstats, freshness="reread"),
     ServedFile("proc/loadavg", "/proc/loadavg", _loadavg, host_only=lambda o: not o.loadavg),
     ServedFile("proc/meminfo", "/proc/meminfo", _meminfo),
-    ServedFile("proc/stat", "/proc/stat", _stat),
+    ServedFile("proc/stat", "/proc/stat", _stat, freshness="reread"),
     ServedFile("proc/swaps", "/proc/swaps", _swaps),
-    ServedFile("proc/uptime", "/proc/uptime", _uptime),
+    ServedFile("proc/uptime", "/proc/uptime", _uptime, freshness="always"),
     ServedFile("proc/pressure/cpu", "/proc/pressure/cpu", _pressure("cpu"), True),
     ServedFile("proc/pressure/io", "/proc/pressure/io", _pressure("io"), True),
     ServedFile("proc/pressure/memory", "/proc/pressure/memory", _pressure("memory"), True),

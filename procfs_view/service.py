@@ -517,9 +517,11 @@ class ViewService:
             # uptime, and its cgroups for a caller below the init's), so callers in the
             # same cgroups but other pid namespaces may be other containers.
             namespace = self._caller_namespace(pid)
-            if self.rendered.enabled:
+            if self.rendered.enabled and served.freshness != "always":
                 key = (path, cgroup_text, namespace)
-                cached = self.rendered.get(key)
+                cached = (
+                    None if rereading and served.freshness == "reread" else self.rendered.get(key)
+                )
                 if cached is not None:
                     return cached, "view", cgroup_text
             content = self._render(served, pid, cgroup_text, namespace)

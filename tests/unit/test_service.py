@@ -421,3 +421,34 @@ def test_v2_a_caller_below_its_init_without_the_memory_controller_is_lifted(
     meminfo = host.service().answer("proc/meminfo", 702)
     assert _kb(meminfo, "MemTotal") == 256 * 1024
     assert _kb(meminfo, "MemFree") == 56 * 1024
+
+
+def _advance_host_stat(host: FixtureHost, jiffies: int) -> None:
+    """Every CPU line of the host's /proc/stat a little further on, as after some time."""
+    lines = []
+    for line in (host.proc / "stat").read_text().splitlines():
+        if line.startswith("cpu"):
+            name, *counters = line.split()
+            line = " ".join([name, *(str(int(value) + jiffies) for value in counters)])
+        lines.append(line)
+    (host.proc / "stat").write_text("\n".join(lines) + "\n")
+
+
+def test_files_read_for_rates_show_time_passing_within_the_cache_ttl(tmp_path: Path) -> None:
+    """top opens /proc/uptime for every frame and keeps /proc/stat open: with a cached
+    copy, two frames 50 ms apart showed no time passing (0 % CPU, then a process at 99.9
+    %). Uptime is never cached; a re-read of stat is computed afresh; a fresh open of
+    stat within the TTL still shares the cached copy (what the cache is for)."""
+    host = container(tmp_path)
+    service = ViewService(host.roots(), ViewOptions(), cache_ttl=10.0)
+    first_uptime = service.answer("proc/uptime", 700)
+    stat, caller = service.open_answer("proc/stat", 700)
+    (host.proc / "uptime").write_text("1000.05 3500.10\n")
+    _advance_host_stat(host, 5)
+    host.set_cpu("/ct", "0", None, {0: (2 * 10**9 + 10**7, 10**9)})
+    assert service.answer("proc/uptime", 700) != first_uptime
+    assert service.answer("proc/stat", 701) == stat  # same cgroups, within the TTL
+    again = service.reread("proc/stat", 700, caller)
+    assert again is not None
+    assert again != stat
+    assert service.answer("proc/stat", 701) == again  # and the fresh copy is shared
