@@ -35,16 +35,26 @@ def parse_nspid(status_text: str) -> tuple[int, ...]:
     raise CgroupDataError("status: no NSpid line")
 
 
-def parse_ppid(status_text: str) -> int:
-    """The ``PPid:`` line of /proc/<pid>/status (0 for a process without a parent in
-    the reader's pid namespace)."""
+def _status_number(status_text: str, key: str) -> int:
+    """The number on the ``key:`` line of /proc/<pid>/status."""
     for line in status_text.splitlines():
-        if line.startswith("PPid:"):
+        if line.startswith(key):
             try:
                 return int(line.split()[1])
             except (IndexError, ValueError):
                 break
-    raise CgroupDataError("status: no PPid line")
+    raise CgroupDataError(f"status: no {key} line")
+
+
+def parse_ppid(status_text: str) -> int:
+    """The ``PPid:`` line of /proc/<pid>/status (0 for a process without a parent in
+    the reader's pid namespace)."""
+    return _status_number(status_text, "PPid:")
+
+
+def parse_tgid(status_text: str) -> int:
+    """The ``Tgid:`` line of /proc/<tid>/status: the process a thread belongs to."""
+    return _status_number(status_text, "Tgid:")
 
 
 #: Scans of /proc for a new pid namespace's init allowed at once; one more each second.

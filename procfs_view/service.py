@@ -33,9 +33,9 @@ from procfs_view.errors import (
     ProcfsViewError,
     ServeHost,
 )
-from procfs_view.fileio import DEFAULT_OPEN_FILES, OpenFiles
+from procfs_view.fileio import DEFAULT_OPEN_FILES, OpenFiles, read_text
 from procfs_view.host import CachedHostReader, HostMeminfo, HostReader, clock_ticks
-from procfs_view.identity import InitFinder
+from procfs_view.identity import InitFinder, parse_tgid
 from procfs_view.logsetup import LogOnce
 from procfs_view.metrics import NoMetrics, Recorder
 from procfs_view.options import ViewOptions
@@ -349,6 +349,7 @@ class ViewService:
         )
         self._proc = str(self.roots.proc)
         self._namespaces: dict[int, tuple[int, int]] = {}  # pid -> (kept since, namespace)
+        self._thread_groups: dict[int, int] = {}  # thread id -> its process (not the first)
         self._host_paths: dict[str, str] = {}
         self._log_once = LogOnce(log)
 
@@ -447,11 +448,27 @@ class ViewService:
             if known is not None and known[0] == since:
                 return known[1]
         namespace = self.host.pid_namespace(pid)
+        self._note_thread_group(pid)
         if since is not None:
             if len(self._namespaces) >= 2 * PID_FILES:
                 self._namespaces.clear()
             self._namespaces[pid] = (since, namespace)
         return namespace
+
+    def _note_thread_group(self, pid: int) -> None:
+        """Remember the process of a caller that is one of its threads (FUSE gives the
+        thread id), once per caller as its namespace: a file a worker thread opened is
+        re-read for its process once that thread has exited."""
+        try:
+            group = parse_tgid(read_text(f"{self._proc}/{pid}/status", errors="replace"))
+        except (OSError, ProcfsViewError):
+            return  # gone, or a tree without Tgid lines (fixtures): nothing to remember
+        if group == pid:
+            self._thread_groups.pop(pid, None)
+            return
+        if len(self._thread_groups) >= 2 * PID_FILES:
+            self._thread_groups.clear()
+        self._thread_groups[pid] = group
 
     def is_host_caller(self, pid: int) -> bool:
         """Whether ``pid`` shares the daemon's pid namespace (the node's own processes:
@@ -485,6 +502,13 @@ class ViewService:
         try:
             same_caller = caller if isinstance(caller, str) else None
             content, outcome, _ = self._answer(path, pid, rereading=True, same_caller=same_caller)
+            group = self._thread_groups.get(pid)
+            if outcome == "exited" and group is not None:
+                # The thread that opened it has exited; its process, in the same cgroups
+                # (checked as for the thread), re-reads it (a monitor's other thread).
+                content, outcome, _ = self._answer(
+                    path, group, rereading=True, same_caller=same_caller
+                )
         finally:
             self.metrics.request(path, outcome, time.perf_counter() - started)
         return content
@@ -529,7 +553,7 @@ class ViewService:
             content, outcome = self.host_content(path), "host"
         except ProcessGone:
             if rereading:
-                return None, "kept", None
+                return None, "exited", None
             # Not cached: the host file is no answer for the cgroup this caller was in.
             log.debug("%s: caller pid %d exited; answering with the host file", path, pid)
             return self.host_content(path), "gone", None

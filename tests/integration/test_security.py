@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from procfs_view.cache import DEFAULT_TTL
 from tests.cgroups import TestCgroup, test_cgroup, v1_kernel_counts_io_per_cgroup
 from tests.integration.helpers import MIB, TIMEOUT, Daemon, kill_started, meminfo_kb
 
@@ -198,6 +200,47 @@ def test_fd_passing_hands_over_the_openers_snapshot_only(
     assert meminfo_kb(sent, "MemTotal") == 200 * 1024
     assert got["received"] == sent  # the opener's snapshot, unchanged
     assert meminfo_kb(got["own"], "MemTotal") == 300 * 1024
+
+
+#: A monitor whose worker thread opens the file and exits: print what it read, wait for a
+#: line on stdin, then re-read through the same descriptor from offset 0 (as top does).
+THREAD_OPENS = r"""
+import os, sys, threading
+opened = []
+worker = threading.Thread(target=lambda: opened.append(os.open(sys.argv[1], os.O_RDONLY)))
+worker.start()
+worker.join()
+print(os.pread(opened[0], 65536, 0).decode().splitlines()[0], flush=True)
+sys.stdin.readline()
+print(os.pread(opened[0], 65536, 0).decode().splitlines()[0], flush=True)
+"""
+
+
+def test_a_file_a_thread_opened_refreshes_for_its_process_after_the_thread_exits(
+    shared_mount: Daemon,
+) -> None:
+    """FUSE names the calling thread; the file used to freeze at its last numbers once
+    that thread had exited, though its process, in the same cgroups, went on reading it."""
+    with test_cgroup(memory_limit=200 * MIB) as cgroup:
+        monitor = cgroup.spawn(
+            [sys.executable, "-c", THREAD_OPENS, str(shared_mount.path("proc/meminfo"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert monitor.stdin is not None
+            assert monitor.stdout is not None
+            assert meminfo_kb(monitor.stdout.readline(), "MemTotal") == 200 * 1024
+            limit_file = "memory.max" if cgroup.version == 2 else "memory.limit_in_bytes"
+            (cgroup.directory("memory") / limit_file).write_text(str(150 * MIB))
+            time.sleep(2 * DEFAULT_TTL)  # past the render cache's copy
+            monitor.stdin.write("again\n")
+            monitor.stdin.flush()
+            assert meminfo_kb(monitor.stdout.readline(), "MemTotal") == 150 * 1024
+            assert monitor.wait(timeout=TIMEOUT) == 0
+        finally:
+            kill_started(monitor)
 
 
 # -- nothing host-only ---------------------------------------------------------------------
