@@ -29,6 +29,7 @@ import jsonpatch
 import pytest
 import trustme
 
+from procfs_view.webhook_server import MAX_BODY
 from tests.packaging.test_webhook_patch import admission_review, assert_injected, make_pod
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,6 +190,28 @@ def test_malformed_body_gets_400_and_allowed(server: Server, body: bytes) -> Non
     status, answer = server.post(body)
     assert status == 400
     assert answer["response"]["allowed"] is True
+    assert server.process.poll() is None
+
+
+def test_the_largest_pod_the_api_server_sends_is_injected_and_more_is_refused(
+    server: Server,
+) -> None:
+    """The API server caps requests at 3 MiB; a body past MAX_BODY (4 MiB) gets 413 (the
+    pod is then admitted as is: failurePolicy Ignore) instead of growing the server past
+    its memory limit (8 MiB of JSON took it to 253 MiB)."""
+    env = [{"name": f"E{index}", "value": "v"} for index in range(95_000)]
+    pod = make_pod(containers=[{"name": "a", "image": "busybox", "env": env}])
+    assert len(admission_review(pod)) > 3 * 1024 * 1024
+    result = mutate(server, pod)
+    assert result is not None
+    assert_injected(result)
+    connection = server.connection()
+    try:
+        connection.request("POST", "/mutate", b" " * (MAX_BODY + 1))
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (413, b"request body too large\n")
+    finally:
+        connection.close()
     assert server.process.poll() is None
 
 
