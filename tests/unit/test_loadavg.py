@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from procfs_view.loadavg import (
+    FIRST_READ_THREADS,
     FIXED_1,
     CgroupLoad,
     FrozenCheck,
@@ -154,3 +155,23 @@ def test_sampler_task_folds_every_interval(tmp_path: Path) -> None:
     busy, idle = trio.run(scenario, tmp_path, clock=trio.testing.MockClock(autojump_threshold=0))
     assert math.isclose(busy, 2 * (1 - math.exp(-1)), abs_tol=0.03)
     assert idle < 0.02
+
+
+def test_a_big_cgroups_first_read_lists_its_threads_and_counts_them_next_round(
+    tmp_path: Path,
+) -> None:
+    """Counting is a stat file per thread, in the FUSE thread on a first read: past
+    FIRST_READ_THREADS the first read shows the total only, the next round the rest."""
+    proc = tmp_path / "proc"
+    tids = list(range(100, 101 + FIRST_READ_THREADS))
+    for tid in tids:
+        add_thread(proc, tid, "R")
+    big = make_cgroup(tmp_path / "cg", "big", tids)
+    tracker = LoadTracker(proc)
+    first = tracker.sample(big)
+    assert first is not None
+    assert (first.running, first.total, first.last_pid) == (0, len(tids), tids[-1])
+    tracker.fold(tracker.count_all(tracker.tracked()))
+    after = tracker.sample(big)
+    assert after is not None
+    assert (after.running, after.total) == (len(tids), len(tids))
