@@ -16,6 +16,7 @@ stalls hosts with hundreds of containers: lxcfs#407, #504).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pathlib import Path
 import trio
 
 from procfs_view.cgroup import CgroupLayout
+from procfs_view.logsetup import RateLimiter
 from procfs_view.views.loadavg import LoadSample
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,15 @@ class CgroupLoad:
     loads: list[int] = field(default_factory=lambda: [0, 0, 0])
     latest: ThreadCount = field(default_factory=ThreadCount)
 
-    def fold(self, count: ThreadCount) -> None:
+    def fold(self, count: ThreadCount, steps: int = 1) -> None:
+        """``steps`` sampling periods with this count (more than one after a round that
+        overran: the kernel, too, folds the periods it missed with one count)."""
         active = count.running * FIXED_1
-        self.loads = [
-            calc_load(load, exp, active)
-            for load, exp in zip(self.loads, (EXP_1, EXP_5, EXP_15), strict=True)
-        ]
+        for _ in range(steps):
+            self.loads = [
+                calc_load(load, exp, active)
+                for load, exp in zip(self.loads, (EXP_1, EXP_5, EXP_15), strict=True)
+            ]
         self.latest = count
 
     def sample(self) -> LoadSample:
@@ -226,6 +231,9 @@ class LoadTracker:
         self.last_round_seconds = 0.0
         #: Set by the daemon from the cgroup layout (FrozenCheck); None counts every R/D.
         self.frozen: Callable[[str], bool] | None = None
+        # A slow round is a tenant's doing (threads by the thousand) and lasts while its
+        # cgroup is read: said once every 10 minutes, with how many were not said.
+        self._slow_rounds = RateLimiter(interval=600.0)
 
     def sample(self, cgroup: Path) -> LoadSample | None:
         """The averages of ``cgroup``, which becomes tracked. The first read shows zero
@@ -255,8 +263,9 @@ class LoadTracker:
         self.last_round_seconds = time.perf_counter() - started
         return counts
 
-    def fold(self, counts: dict[Path, ThreadCount | None]) -> None:
-        """Apply one round; cgroups that disappeared are dropped silently."""
+    def fold(self, counts: dict[Path, ThreadCount | None], steps: int = 1) -> None:
+        """Apply one round (as ``steps`` periods); cgroups that disappeared are dropped
+        silently."""
         for cgroup, count in counts.items():
             state = self.cgroups.get(cgroup)
             if state is None:
@@ -264,7 +273,7 @@ class LoadTracker:
             if count is None:
                 del self.cgroups[cgroup]
             else:
-                state.fold(count)
+                state.fold(count, steps)
 
     async def run(self) -> None:
         """Sample every ``interval`` until cancelled. With nothing tracked a round costs one
@@ -288,11 +297,24 @@ class LoadTracker:
             except Exception:  # never let sampling take the daemon down
                 log.exception("loadavg: sampling round failed; trying again next round")
                 continue
-            self.fold(counts)
+            # A round that overran the period: the averages follow the time that passed
+            # (one step per period), and the next round waits for the next period
+            # instead of starting at once, back to back with this one.
+            steps = 1
+            late = trio.current_time() - next_round
+            if late > 0:
+                missed = math.ceil(late / self.interval)
+                next_round += missed * self.interval
+                steps += missed
+            self.fold(counts, steps)
             if self.last_round_seconds > self.interval / 10:
-                log.warning(
-                    "loadavg: a round over %d cgroups took %.3f s (over 10%% of %.0f s)",
-                    len(cgroups),
-                    self.last_round_seconds,
-                    self.interval,
-                )
+                suppressed = self._slow_rounds.allow("slow round")
+                if suppressed is not None:
+                    log.warning(
+                        "loadavg: a round over %d cgroups took %.3f s (over 10%% of %.0f s; "
+                        "%d more such rounds since last said)",
+                        len(cgroups),
+                        self.last_round_seconds,
+                        self.interval,
+                        suppressed,
+                    )

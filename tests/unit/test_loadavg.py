@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 from procfs_view.loadavg import (
@@ -175,3 +176,39 @@ def test_a_big_cgroups_first_read_lists_its_threads_and_counts_them_next_round(
     after = tracker.sample(big)
     assert after is not None
     assert (after.running, after.total) == (len(tids), len(tids))
+
+
+def test_rounds_that_overrun_the_period_follow_the_time_that_passed(tmp_path: Path) -> None:
+    """A round of 12 s (tens of thousands of threads) used to be folded as one 5 s step
+    and the next started at once: the averages rose at half the kernel's pace. Now the
+    missed periods are folded with the round's count and the next round waits."""
+
+    async def scenario(base: Path) -> tuple[float, int]:
+        proc = base / "proc"
+        for tid in (10, 11):
+            add_thread(proc, tid, "R")
+        cgroup = make_cgroup(base / "cg", "ct", [10, 11])
+        tracker = LoadTracker(proc, clock=trio.current_time, in_worker_thread=False)
+        clock = trio.lowlevel.current_clock()
+        assert isinstance(clock, trio.testing.MockClock)
+        rounds = []
+        counting = tracker.count_all
+
+        def slow_round(cgroups: list[Path]) -> dict[Path, ThreadCount | None]:
+            rounds.append(trio.current_time())
+            clock.jump(12.0)
+            return counting(cgroups)
+
+        tracker.count_all = slow_round  # type: ignore[method-assign]
+        tracker.sample(cgroup)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tracker.run)
+            await trio.sleep(60.5)
+            avg1 = tracker.cgroups[cgroup].sample().avg1
+            nursery.cancel_scope.cancel()
+        return avg1, len(rounds)
+
+    avg1, rounds = trio.run(scenario, tmp_path, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert rounds <= 5  # one per 15 s, not back to back
+    # Every 5 s period up to the last finished round counted: 2 threads for ~60 s.
+    assert math.isclose(avg1, 2 * (1 - math.exp(-60 / 60)), abs_tol=0.15)
