@@ -13,6 +13,7 @@ import errno
 import fcntl
 import importlib
 import logging
+import math
 import os
 import resource
 import shutil
@@ -63,6 +64,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # SIGHUP reloads like SIGUSR1: admins send it to reload, and stopping on it would leave
 # every container with dead binds under systemd's Restart=on-failure (we would exit 0).
 RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
+#: Seconds from one reload to the next: a burst of reload signals (config management,
+#: a loop of `systemctl reload`) is one or two reloads, not one per signal.
+RELOAD_SPACING = 1.0
 HANDLED_SIGNALS = (*STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGUSR2)
 # On a reload every procfs_view module is imported afresh except these: the FUSE layer, the
 # daemon and the load tracker hold the mount, the open handles and the load history;
@@ -309,6 +313,7 @@ class Daemon:
             # Read at scrape time from the current service, which a reload replaces.
             metrics.track("stat_counters", lambda: len(self.service.stat_states))
             metrics.track("rendered_cache", lambda: len(self.service.rendered))
+            metrics.track_virtualization(lambda: self.service.options.virtualize)
             if loads is not None:
                 metrics.track("loadavg", lambda: len(loads.cgroups))
                 metrics.track_loadavg_round(lambda: loads.last_round_seconds)
@@ -319,7 +324,23 @@ class Daemon:
         state = "on" if self.service.options.virtualize else "off (serving host files)"
         log.info("SIGUSR2: virtualization %s", state)
 
-    def reload(self, reason: str) -> None:
+    def _fresh_service(self) -> tuple[ViewService, ModuleType]:
+        """Import the view code afresh and build a service from it (in a worker thread:
+        ~150 ms of imports and cgroup discovery would hold every reader up)."""
+        module = fresh_service_module()
+        options = module.ViewOptions(**dataclasses.asdict(self.config.options))
+        roots = module.Roots(**dataclasses.asdict(self.config.roots))
+        service = module.ViewService(
+            roots,
+            options,
+            load_source=self.loads,
+            cache_ttl=self.config.cache_ttl,
+            metrics=self.metrics,
+            open_files=self.config.open_files,
+        )
+        return cast(ViewService, service), module
+
+    async def reload(self, reason: str) -> None:
         """Build a new service from freshly imported view code; open handles keep theirs,
         and the /proc/stat counters carry over (a fresh start would make them jump back).
 
@@ -327,25 +348,13 @@ class Daemon:
         signal did it.
         """
         try:
-            module = fresh_service_module()
-            options = module.ViewOptions(
-                **dataclasses.asdict(
-                    dataclasses.replace(
-                        self.config.options, virtualize=self.service.options.virtualize
-                    )
-                )
+            service, module = await trio.to_thread.run_sync(
+                self._fresh_service, abandon_on_cancel=True
             )
-            roots = module.Roots(**dataclasses.asdict(self.config.roots))
-            service = cast(
-                ViewService,
-                module.ViewService(
-                    roots,
-                    options,
-                    load_source=self.loads,
-                    cache_ttl=self.config.cache_ttl,
-                    metrics=self.metrics,
-                    open_files=self.config.open_files,
-                ),
+            # The rest here, in the FUSE loop's thread: the counters and the SIGUSR2 state
+            # as they are now, not as when the build began.
+            service.options = dataclasses.replace(
+                service.options, virtualize=self.service.options.virtualize
             )
             service.stat_states.adopt(self.service.stat_states, module.StatState)
             service.disk_states.adopt(self.service.disk_states, module.DiskState)
@@ -359,7 +368,22 @@ class Daemon:
         self.service = service
         log.info("%s: reloaded the view code (%d paths)", reason, len(service.served_paths()))
 
-    async def handle_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
+    async def reload_when_asked(self, requests: trio.MemoryReceiveChannel[str]) -> None:
+        """One reload per request, RELOAD_SPACING apart: requests that come in while one
+        waits its turn are that one; one that comes in during a reload waits as one more
+        (it may be for code changed after that import began)."""
+        last = -math.inf
+        async for reason in requests:
+            await trio.sleep_until(last + RELOAD_SPACING)
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    reason = requests.receive_nowait()
+            last = trio.current_time()
+            await self.reload(reason)
+
+    async def handle_signals(
+        self, reloads: trio.MemorySendChannel[str], *, task_status: trio.TaskStatus[None]
+    ) -> None:
         with trio.open_signal_receiver(*HANDLED_SIGNALS) as receiver:
             # Blocked since before the mount (see run): anything that arrived in between
             # is delivered now, to trio's handler, instead of killing us mid-mount.
@@ -371,7 +395,8 @@ class Daemon:
                     pyfuse3.terminate()
                     return
                 if signum in RELOAD_SIGNALS:
-                    self.reload(signal.Signals(signum).name)
+                    with contextlib.suppress(trio.WouldBlock):  # one is waiting already
+                        reloads.send_nowait(signal.Signals(signum).name)
                 elif signum == signal.SIGUSR2:
                     self.toggle_virtualization()
 
@@ -393,8 +418,10 @@ class Daemon:
             log.exception("re-attaching the binds left by a previous daemon failed")
 
     async def serve(self) -> None:
+        reloads, requests = trio.open_memory_channel[str](1)
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.handle_signals)
+            nursery.start_soon(self.reload_when_asked, requests)
+            await nursery.start(self.handle_signals, reloads)
             nursery.start_soon(self.reattach_binds)
             if self.loads is not None:
                 nursery.start_soon(self.loads.run)

@@ -71,6 +71,11 @@ class PrometheusMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.virtualized = Gauge(
+            "procfs_view_virtualized",
+            "1 while containers get their own views, 0 while SIGUSR2 has them get the host's",
+            registry=self.registry,
+        )
         self.loadavg_round = Gauge(
             "procfs_view_loadavg_sampling_seconds",
             "Duration of the last loadavg sampling round (-l)",
@@ -88,6 +93,9 @@ class PrometheusMetrics:
     def track(self, state: str, count: Callable[[], float]) -> None:
         """Report ``count()`` as the number of cgroups holding ``state`` at each scrape."""
         self.cgroups.labels(state).set_function(count)
+
+    def track_virtualization(self, on: Callable[[], bool]) -> None:
+        self.virtualized.set_function(lambda: 1.0 if on() else 0.0)
 
     def track_loadavg_round(self, seconds: Callable[[], float]) -> None:
         self.loadavg_round.set_function(seconds)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view.daemon import RELOAD_SPACING
 from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.helpers import (
     MIB,
@@ -296,6 +297,32 @@ def test_sigusr1_reload_keeps_stat_counters_going_forward(mounted: Daemon) -> No
         readings.append(aggregate(cgroup))
     for before, after in itertools.pairwise(readings):
         assert all(a >= b for a, b in zip(after, before, strict=True)), (before, after)
+    assert "reload failed" not in mounted.log()
+
+
+@pytest.mark.root
+def test_a_burst_of_reload_signals_is_one_or_two_reloads_and_a_toggle_in_between_holds(
+    mounted: Daemon,
+) -> None:
+    """Each reload re-imports the views (~150 ms); a storm of SIGUSR1s used to reload once
+    per signal, in the FUSE thread, and reads waited up to 1.5 s (chaos review). Reloads
+    are now spaced RELOAD_SPACING apart, off that thread, and a SIGUSR2 sent meanwhile is
+    not undone by the service a reload brings."""
+    for _ in range(30):
+        mounted.send(signal.SIGUSR1)
+        time.sleep(0.005)
+    mounted.send(signal.SIGUSR2)  # off, while the first reload may be building
+    mounted.wait_for_log("virtualization off")
+    mounted.wait_for_log("SIGUSR1: reloaded")
+    time.sleep(2.5 * RELOAD_SPACING)  # the one that waited, if any, is done too
+    assert 1 <= mounted.log().count("SIGUSR1: reloaded") <= 2, mounted.log()
+    with test_cgroup(memory_limit=96 * MIB) as cgroup:
+        off = cgroup.run(["cat", str(mounted.path("proc/meminfo"))])
+        assert meminfo_kb(off, "MemTotal") == host_meminfo_kb("MemTotal")
+        mounted.send(signal.SIGUSR2)
+        mounted.wait_for_log("virtualization on")
+        on = cgroup.run(["cat", str(mounted.path("proc/meminfo"))])
+        assert meminfo_kb(on, "MemTotal") == 96 * 1024
     assert "reload failed" not in mounted.log()
 
 

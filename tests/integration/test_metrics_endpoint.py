@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 import urllib.request
@@ -56,3 +57,15 @@ def test_scrape_counts_each_read_per_file(start_daemon: StartDaemon) -> None:
     assert samples['procfs_view_cgroups_tracked{state="stat_counters"}'] >= 1
     assert samples['procfs_view_cgroups_tracked{state="loadavg"}'] == 1
     assert "procfs_view_loadavg_sampling_seconds" in samples
+    assert samples["procfs_view_virtualized"] == 1
+
+
+def test_virtualization_state_is_a_metric(start_daemon: StartDaemon) -> None:
+    """SIGUSR2 toggles, as in LXCFS, and signals sent in quick succession can merge into
+    one: the metric says which state the daemon is in."""
+    port = free_port()
+    daemon = start_daemon(args=["--metrics-address", f"127.0.0.1:{port}"])
+    assert scrape(port)["procfs_view_virtualized"] == 1
+    daemon.send(signal.SIGUSR2)
+    daemon.wait_for_log("virtualization off")
+    assert scrape(port)["procfs_view_virtualized"] == 0
