@@ -78,6 +78,19 @@ class TtlCache(Generic[K, V]):
         self._entries.move_to_end(key)
         return value
 
+    def get_aged(self, key: K) -> tuple[V, float] | None:
+        """``get``, and how many seconds ago the value was stored."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value, _ = entry
+        now = self.clock()
+        if now >= expires:
+            self._remove(key)
+            return None
+        self._entries.move_to_end(key)
+        return value, now - (expires - self.ttl)
+
     def put(self, key: K, value: V) -> None:
         if self.ttl <= 0:
             return

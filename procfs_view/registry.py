@@ -35,19 +35,21 @@ class ServedFile:
     True means every caller gets the host file under those options (the service then reads
     no cgroup at all).
 
-    ``freshness`` is for files tools divide by the time between two reads (rates, CPU
-    %): a copy from the render cache read again within its TTL shows no time passing,
-    so ``top -d 0.05`` showed frames of 0 % CPU, then a process at 99.9 %. ``ttl``: the
-    cache as for any file; ``reread``: a re-read of an open file (``top`` keeps
-    /proc/stat open and seeks back) is computed afresh; ``always``: never cached (uptime,
-    which ``top`` opens for every frame, costs little to compute)."""
+    ``freshness`` and ``aged`` are for files tools divide by the time between two reads
+    (rates, CPU %): a copy from the render cache read again within its TTL showed no
+    time passing, so ``top -d 0.05`` showed frames of 0 % CPU, then a process at 99.9 %.
+    ``freshness="reread"``: a re-read of an open file (``top`` keeps /proc/stat open and
+    seeks back) is computed afresh. ``aged(content, seconds)``: what a cached copy shows
+    ``seconds`` after it was computed (uptime, which ``top`` opens for every frame, moves
+    on with the clock)."""
 
     path: str
     host_path: str
     build: Callable[[Request], bytes]
     needs_unified: bool = False
     host_only: Callable[[ViewOptions], bool] = lambda options: False
-    freshness: Literal["ttl", "reread", "always"] = "ttl"
+    freshness: Literal["ttl", "reread"] = "ttl"
+    aged: Callable[[bytes, float], bytes] | None = None
 
 
 def _meminfo(request: Request) -> bytes:
@@ -131,7 +133,7 @@ SERVED_FILES: tuple[ServedFile, ...] = (
     ServedFile("proc/meminfo", "/proc/meminfo", _meminfo),
     ServedFile("proc/stat", "/proc/stat", _stat, freshness="reread"),
     ServedFile("proc/swaps", "/proc/swaps", _swaps),
-    ServedFile("proc/uptime", "/proc/uptime", _uptime, freshness="always"),
+    ServedFile("proc/uptime", "/proc/uptime", _uptime, aged=uptime.advance),
     ServedFile("proc/pressure/cpu", "/proc/pressure/cpu", _pressure("cpu"), True),
     ServedFile("proc/pressure/io", "/proc/pressure/io", _pressure("io"), True),
     ServedFile("proc/pressure/memory", "/proc/pressure/memory", _pressure("memory"), True),

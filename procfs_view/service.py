@@ -541,13 +541,16 @@ class ViewService:
             # uptime, and its cgroups for a caller below the init's), so callers in the
             # same cgroups but other pid namespaces may be other containers.
             namespace = self._caller_namespace(pid)
-            if self.rendered.enabled and served.freshness != "always":
+            if self.rendered.enabled:
                 key = (path, cgroup_text, namespace)
-                cached = (
-                    None if rereading and served.freshness == "reread" else self.rendered.get(key)
-                )
-                if cached is not None:
-                    return cached, "view", cgroup_text
+                if served.aged is not None:
+                    aged = self.rendered.get_aged(key)
+                    if aged is not None:
+                        return served.aged(*aged), "view", cgroup_text
+                elif not (rereading and served.freshness == "reread"):
+                    cached = self.rendered.get(key)
+                    if cached is not None:
+                        return cached, "view", cgroup_text
             content = self._render(served, pid, cgroup_text, namespace)
         except ServeHost:
             content, outcome = self.host_content(path), "host"

@@ -24,3 +24,22 @@ def compute(
 def render(host_uptime: float, init_start: float, cpu_usage_seconds: float, cpus: int = 1) -> bytes:
     uptime, idle = compute(host_uptime, init_start, cpu_usage_seconds, cpus)
     return f"{uptime:.2f} {idle:.2f}\n".encode()
+
+
+#: What a shown uptime may lag the clock by: its two decimals are rounded, so a copy moved
+#: on by the time elapsed could be ahead of the next one computed afresh by up to this.
+_ROUNDING = 0.01
+
+
+def advance(content: bytes, seconds: float) -> bytes:
+    """``content`` (a rendered /proc/uptime) as it reads ``seconds`` later: the uptime
+    moved on with the clock, the idle as it was (it moves at the next computation; it
+    never goes back). A cached copy read again must show time passing, or a tool taking
+    rates between two reads (top's per-process %CPU) divides by zero; it stays at most
+    _ROUNDING behind the clock, so the next computed one never shows less."""
+    fields = content.split()
+    try:
+        uptime = float(fields[0]) + max(0.0, seconds - _ROUNDING)
+    except (IndexError, ValueError):
+        return content  # not an uptime line: what was served, as it was
+    return b"%.2f %s\n" % (uptime, b" ".join(fields[1:]))

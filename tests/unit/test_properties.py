@@ -781,3 +781,25 @@ def test_uptime_idle_never_goes_back_for_a_container_on_its_cpus(
         idle = uptime.compute(now, start, busy, cpus)[1]
         assert idle >= last_idle - 1e-6 * max(1.0, idle)
         last_idle = idle
+
+
+@given(
+    host_uptime=st.floats(0, 1e8),
+    idle=st.floats(0, 1e9),
+    ages=st.lists(st.floats(0, 0.1), min_size=1, max_size=10),
+    recomputed_after=st.floats(0, 0.1),
+)
+def test_a_cached_uptime_moves_on_and_never_passes_the_next_computed_one(
+    host_uptime: float, idle: float, ages: list[float], recomputed_after: float
+) -> None:
+    """Read within the TTL, a cached /proc/uptime moves on with the clock; the one computed
+    afresh after it (at least as late as the last read) is never less than what was shown."""
+    cached = b"%.2f %.2f\n" % (host_uptime, idle)  # as render prints them
+    shown = [float(cached.split()[0])]
+    for age in sorted(ages):
+        moved = uptime.advance(cached, age)
+        assert moved.split()[1] == cached.split()[1]  # the idle waits
+        shown.append(float(moved.split()[0]))
+    assert shown == sorted(shown)
+    fresh = uptime.render(host_uptime + max(sorted(ages)[-1], recomputed_after), 0.0, 0.0)
+    assert float(fresh.split()[0]) >= shown[-1]

@@ -437,18 +437,26 @@ def _advance_host_stat(host: FixtureHost, jiffies: int) -> None:
 def test_files_read_for_rates_show_time_passing_within_the_cache_ttl(tmp_path: Path) -> None:
     """top opens /proc/uptime for every frame and keeps /proc/stat open: with a cached
     copy, two frames 50 ms apart showed no time passing (0 % CPU, then a process at 99.9
-    %). Uptime is never cached; a re-read of stat is computed afresh; a fresh open of
-    stat within the TTL still shares the cached copy (what the cache is for)."""
+    %). A cached uptime moves on with the clock (its idle waits for the next
+    computation); a re-read of stat is computed afresh; a fresh open of stat within the
+    TTL still shares the cached copy (what the cache is for)."""
     host = container(tmp_path)
-    service = ViewService(host.roots(), ViewOptions(), cache_ttl=10.0)
-    first_uptime = service.answer("proc/uptime", 700)
+    now = [100.0]
+    service = ViewService(host.roots(), ViewOptions(), cache_ttl=10.0, clock=lambda: now[0])
+    uptime, idle = service.answer("proc/uptime", 700).split()
     stat, caller = service.open_answer("proc/stat", 700)
-    (host.proc / "uptime").write_text("1000.05 3500.10\n")
+    now[0] += 0.5
+    (host.proc / "uptime").write_text("1000.50 3500.10\n")
     _advance_host_stat(host, 5)
     host.set_cpu("/ct", "0", None, {0: (2 * 10**9 + 10**7, 10**9)})
-    assert service.answer("proc/uptime", 700) != first_uptime
+    later_uptime, later_idle = service.answer("proc/uptime", 700).split()
+    assert float(later_uptime) == pytest.approx(float(uptime) + 0.5, abs=0.011)
+    assert later_idle == idle
     assert service.answer("proc/stat", 701) == stat  # same cgroups, within the TTL
     again = service.reread("proc/stat", 700, caller)
     assert again is not None
     assert again != stat
     assert service.answer("proc/stat", 701) == again  # and the fresh copy is shared
+    now[0] += 10.0  # past the TTL: computed afresh, and never less than the moved copy
+    fresh_uptime, _ = service.answer("proc/uptime", 700).split()
+    assert float(fresh_uptime) >= float(later_uptime)
