@@ -122,13 +122,21 @@ def remount(argv: Sequence[str]) -> int:
         help="the daemon's pidfile; binds of the devices recorded next to it are adopted "
         "even when other instances run (default %(default)s)",
     )
+    parser.add_argument(
+        "--lxcfs",
+        action="store_true",
+        help="also replace dead LXCFS binds of the files we serve (the default at "
+        f"{DEFAULT_MOUNTPOINT}, LXCFS's mountpoint)",
+    )
     parser.add_argument("-d", "--debug", action="store_true", help="log every step")
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     if not args.debug:  # stdout already says what was fixed
         logging.getLogger().setLevel(logging.WARNING)
+    mountpoint = Path(os.path.realpath(args.mountpoint))
+    lxcfs = args.lxcfs or mountpoint == DEFAULT_MOUNTPOINT
     try:
-        outcomes = reattach(Path(os.path.realpath(args.mountpoint)), lineage_path(args.pidfile))
+        outcomes = reattach(mountpoint, lineage_path(args.pidfile), lxcfs=lxcfs)
     except OSError as error:
         print(f"procfs-view remount: {error}", file=sys.stderr)
         return 1

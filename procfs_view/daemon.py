@@ -37,7 +37,7 @@ from procfs_view.fileio import DEFAULT_OPEN_FILES
 from procfs_view.fs import ViewFS
 from procfs_view.loadavg import LoadTracker, frozen_check
 from procfs_view.metrics import PrometheusMetrics
-from procfs_view.mountinfo import FSNAME, FSTYPE, mounts_at, resolve_mountpoint
+from procfs_view.mountinfo import FSNAME, FSTYPE, LXCFS_FSTYPE, mounts_at, resolve_mountpoint
 from procfs_view.options import DEFAULT_BUSY_POLL
 from procfs_view.service import Roots, ViewOptions, ViewService
 
@@ -47,7 +47,7 @@ DEFAULT_MOUNTPOINT = Path("/var/lib/lxcfs")
 DEFAULT_RUNTIME_DIR = Path("/run")
 PIDFILE_NAME = "procfs-view.pid"
 # A dead LXCFS mount at the same place is also ours to replace: we are its drop-in.
-RECOVERABLE_FSTYPES = frozenset({FSTYPE, "fuse.lxcfs"})
+RECOVERABLE_FSTYPES = frozenset({FSTYPE, LXCFS_FSTYPE})
 BASE_FUSE_OPTIONS = (
     f"fsname={FSNAME}",
     f"subtype={FSNAME}",
@@ -197,12 +197,14 @@ def _is_dead(path: Path) -> bool:
     return False
 
 
-def prepare_mountpoint(path: Path) -> None:
-    """Make ``path`` an empty directory we can mount on, or explain why it cannot be.
+def prepare_mountpoint(path: Path) -> frozenset[str]:
+    """Make ``path`` an empty directory we can mount on, or explain why it cannot be; the
+    types of the dead mounts detached there.
 
     A dead mount of ours ("Transport endpoint is not connected", left by a daemon that
     was killed) is detached; several may be stacked, hence the loop.
     """
+    detached: set[str] = set()
     for _attempt in range(16):
         fstypes = mounts_at(path)
         visible = fstypes[-1] if fstypes else None
@@ -211,6 +213,7 @@ def prepare_mountpoint(path: Path) -> None:
                 raise StartupError(f"{path} is a dead {visible} mount, not ours; not touching it")
             log.warning("detaching the dead %s mount at %s (its daemon died)", visible, path)
             detach(path)
+            detached.add(visible)
             continue
         if visible == FSTYPE:
             raise AlreadyServed(
@@ -223,7 +226,7 @@ def prepare_mountpoint(path: Path) -> None:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StartupError(f"cannot create mountpoint {path}: {exc.strerror}") from exc
-            return
+            return frozenset(detached)
         except OSError as exc:
             raise StartupError(f"cannot use mountpoint {path}: {exc.strerror}") from exc
         if not stat.S_ISDIR(info.st_mode):
@@ -235,8 +238,16 @@ def prepare_mountpoint(path: Path) -> None:
                     f"mountpoint {path} is {what} that is not empty and not ours;"
                     " refusing to mount over it (choose an empty directory)"
                 )
-        return
+        return frozenset(detached)
     raise StartupError(f"{path} still shows a dead mount after detaching 16 of them")
+
+
+def takes_over_from_lxcfs(mountpoint: Path, detached: frozenset[str]) -> bool:
+    """Whether we serve where LXCFS did, so its dead binds in containers are ours to
+    re-attach: at LXCFS's own mountpoint (a clean stop of LXCFS leaves no trace there), or
+    where we just detached a dead LXCFS mount. Elsewhere (a second instance, a test) they
+    are left alone."""
+    return mountpoint == DEFAULT_MOUNTPOINT or LXCFS_FSTYPE in detached
 
 
 def fuse_options(config: DaemonConfig) -> set[str]:
@@ -309,6 +320,8 @@ class Daemon:
         self.service = service
         self.loads = loads
         self.metrics = metrics
+        #: Whether the re-attach at start also takes dead LXCFS binds (takes_over_from_lxcfs).
+        self.adopt_lxcfs = False
         if metrics is not None:
             # Read at scrape time from the current service, which a reload replaces.
             metrics.track("stat_counters", lambda: len(self.service.stat_states))
@@ -412,6 +425,7 @@ class Daemon:
                 remount.reattach_for_daemon,
                 mountpoint,
                 self.config.pidfile_path,
+                self.adopt_lxcfs,
                 abandon_on_cancel=True,
             )
         except Exception:
@@ -469,7 +483,7 @@ def run(config: DaemonConfig) -> int:
 
 def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
     try:
-        prepare_mountpoint(mountpoint)
+        detached = prepare_mountpoint(mountpoint)
     except StartupError as exc:
         log.error("%s", exc)
         return 1
@@ -488,6 +502,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         loads.frozen = frozen_check(service.layout)
     fs = ViewFS(service)
     daemon = Daemon(config, fs, service, loads, metrics)
+    daemon.adopt_lxcfs = takes_over_from_lxcfs(mountpoint, detached)
     # Outside the signal task's receiver a SIGTERM (or SIGUSR1, SIGHUP) at its default
     # action would kill us with the mount attached: before it listens (mounting), and
     # after it stopped (a second stop or a reload while we unmount; trio also re-raises

@@ -20,6 +20,8 @@ from pathlib import Path
 __all__ = [
     "FSNAME",
     "FSTYPE",
+    "LXCFS_FSNAME",
+    "LXCFS_FSTYPE",
     "MountEntry",
     "mounts_at",
     "parse_mountinfo",
@@ -33,6 +35,9 @@ __all__ = [
 # ``procfs-view check`` (a probe run every few seconds) loads only this module.
 FSNAME = "procfs-view"
 FSTYPE = f"fuse.{FSNAME}"
+# LXCFS's, which we replace (its dead mounts, its containers' dead binds).
+LXCFS_FSNAME = "lxcfs"
+LXCFS_FSTYPE = f"fuse.{LXCFS_FSNAME}"
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 

@@ -75,7 +75,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from procfs_view.mountinfo import FSNAME, FSTYPE, MountEntry, read_mountinfo
+from procfs_view.mountinfo import (
+    FSNAME,
+    FSTYPE,
+    LXCFS_FSNAME,
+    LXCFS_FSTYPE,
+    MountEntry,
+    read_mountinfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,6 @@ WORKER_TIMEOUT = 10.0
 #: Mount views one forked worker replaces the binds of, one after the other: a fork of
 #: the daemon and its copy-on-write faults cost more than the work in one namespace.
 VIEWS_PER_WORKER = 16
-LXCFS_FSNAME = "lxcfs"
-LXCFS_FSTYPE = f"fuse.{LXCFS_FSNAME}"
 
 # -- mountinfo (pure) -------------------------------------------------------------------
 
@@ -823,6 +828,7 @@ def reattach(
     lineage_file: Path | None = None,
     record: bool = False,
     proc: Path = Path("/proc"),
+    lxcfs: bool = False,
 ) -> list[Outcome]:
     """Replace every dead bind of our files, in every mount namespace, from ``mountpoint``.
 
@@ -830,7 +836,8 @@ def reattach(
     device is in ``lineage_file`` are ours; when no other procfs-view instance is
     mounted in our namespace, so is any orphan (the lineage is lost when the runtime
     directory is, e.g. in a pod without a hostPath /run). With ``record`` our own device
-    is added to the file first (the daemon does; ``procfs-view remount`` does not).
+    is added to the file first (the daemon does; ``procfs-view remount`` does not). With
+    ``lxcfs`` (we serve where LXCFS did), dead LXCFS binds of the files we serve too.
 
     Returns one outcome per candidate bind (fixed, alive, changed, gone or failed), each
     also logged; nothing raises for one namespace's sake.
@@ -853,13 +860,15 @@ def reattach(
     foreign = foreign_devices(own, str(mountpoint))
     # An LXCFS mounted here keeps its binds (alive, or dead at a mount it still has); one
     # that is gone never re-attaches its binds, so those we serve the files of are ours.
-    lxcfs = frozenset(entry.device for entry in own if of_lxcfs(entry) and entry.root == "/")
+    lxcfs_mounted = frozenset(
+        entry.device for entry in own if of_lxcfs(entry) and entry.root == "/"
+    )
     scope = Scope(
         str(mountpoint),
         fresh,
-        foreign | lxcfs,
+        foreign | lxcfs_mounted,
         None if not foreign else lineage,
-        served_files(mountpoint),
+        served_files(mountpoint) if lxcfs else frozenset(),
     )
     if foreign:
         log.info(
@@ -931,6 +940,7 @@ def reattach(
     return outcomes
 
 
-def reattach_for_daemon(mountpoint: Path, pidfile: Path) -> list[Outcome]:
-    """The daemon's call once its mount serves: record our device, then re-attach."""
-    return reattach(mountpoint, lineage_path(pidfile), record=True)
+def reattach_for_daemon(mountpoint: Path, pidfile: Path, lxcfs: bool = False) -> list[Outcome]:
+    """The daemon's call once its mount serves: record our device, then re-attach (with
+    ``lxcfs``, dead LXCFS binds of our files too: we serve where LXCFS did)."""
+    return reattach(mountpoint, lineage_path(pidfile), record=True, lxcfs=lxcfs)

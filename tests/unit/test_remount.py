@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from procfs_view.daemon import takes_over_from_lxcfs
 from procfs_view.mountinfo import parse_mountinfo, unescape
 from procfs_view.remount import (
     LINEAGE_KEEP,
@@ -267,3 +268,12 @@ def test_a_worker_that_stops_in_a_view_fails_only_that_views_rest(
     for fd in opened:
         with pytest.raises(OSError, match="Bad file descriptor"):
             os.fstat(fd)
+
+
+def test_dead_lxcfs_binds_are_ours_only_where_lxcfs_served() -> None:
+    """At LXCFS's mountpoint, or where its dead mount was just detached: a second
+    instance or a test elsewhere leaves other nodes' LXCFS binds alone."""
+    assert takes_over_from_lxcfs(Path("/var/lib/lxcfs"), frozenset())
+    assert takes_over_from_lxcfs(Path("/srv/views"), frozenset({"fuse.lxcfs"}))
+    assert not takes_over_from_lxcfs(Path("/srv/views"), frozenset({"fuse.procfs-view"}))
+    assert not takes_over_from_lxcfs(Path("/srv/views"), frozenset())
