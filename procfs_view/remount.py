@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
 import logging
@@ -160,6 +161,9 @@ class Scope:
     # Files we serve (``/proc/meminfo``...) whose dead LXCFS binds we replace, unless of
     # an LXCFS still mounted in our namespace (``foreign`` has those devices too).
     lxcfs_roots: frozenset[str] = frozenset()
+    # Only LXCFS's binds: they go in a pass after ours, so that a stopped or hung LXCFS
+    # elsewhere (its binds answer nothing) holds up none of our own.
+    lxcfs_only: bool = False
 
 
 def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool) -> list[Bind]:
@@ -187,6 +191,8 @@ def binds_to_check(entries: list[MountEntry], scope: Scope, own_namespace: bool)
                         LXCFS_FSNAME,
                     )
                 )
+            continue
+        if scope.lxcfs_only:
             continue
         if not ours(entry) or entry.device == scope.fresh or entry.device in scope.foreign:
             continue
@@ -863,13 +869,12 @@ def reattach(
     lxcfs_mounted = frozenset(
         entry.device for entry in own if of_lxcfs(entry) and entry.root == "/"
     )
-    scope = Scope(
-        str(mountpoint),
-        fresh,
-        foreign | lxcfs_mounted,
-        None if not foreign else lineage,
-        served_files(mountpoint) if lxcfs else frozenset(),
-    )
+    scope = Scope(str(mountpoint), fresh, foreign | lxcfs_mounted, None if not foreign else lineage)
+    scopes = [scope]
+    if lxcfs:
+        scopes.append(
+            dataclasses.replace(scope, lxcfs_roots=served_files(mountpoint), lxcfs_only=True)
+        )
     if foreign:
         log.info(
             "re-attach: other procfs-view instances are mounted here; only binds of %s",
@@ -902,29 +907,32 @@ def reattach(
             note(_fix_views(batch))
         batch, held = [], 0
 
-    for first in views(proc):
-        scanned += 1
-        try:
+    for scope in scopes:
+        for first in views(proc):
+            scanned += scope is scopes[0]  # the same views again in the LXCFS pass
             try:
-                prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
+                try:
+                    prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
+                except OSError as exc:
+                    if exc.errno not in _OUT_OF_DESCRIPTORS or not batch:
+                        raise
+                    flush()  # out of descriptors: the batch's go back first
+                    prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
             except OSError as exc:
-                if exc.errno not in _OUT_OF_DESCRIPTORS or not batch:
-                    raise
-                flush()  # out of descriptors: the batch's go back first
-                prepared = _prepare(first, scope, own_namespace, mountpoint, proc, queued)
-        except OSError as exc:
-            unreadable += 1
-            log.error("re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc)
-            continue
-        if isinstance(prepared, list):
-            note(prepared)
-            continue
-        batch.append(prepared)
-        queued.update(bind.mount_id for bind in prepared.binds)
-        held += 2 + len(prepared.trees)
-        if len(batch) >= VIEWS_PER_WORKER or held >= budget:
-            flush()
-    flush()
+                unreadable += 1
+                log.error(
+                    "re-attach in mnt:[%d] (pid %d) failed: %s", first.namespace, first.pid, exc
+                )
+                continue
+            if isinstance(prepared, list):
+                note(prepared)
+                continue
+            batch.append(prepared)
+            queued.update(bind.mount_id for bind in prepared.binds)
+            held += 2 + len(prepared.trees)
+            if len(batch) >= VIEWS_PER_WORKER or held >= budget:
+                flush()
+        flush()
     # Always logged: the one line saying the daemon's re-attach is over.
     log.info(
         "re-attach done: %d dead binds replaced (%d stacked), %d failed, in %d of %d mount"
