@@ -543,6 +543,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
             log.exception("the FUSE main loop failed")
             status = 1
         finally:
+            remount.stop_workers()  # one hung in a container's namespace outlives its thread
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)
         return status

@@ -593,6 +593,18 @@ def _stand_ins(view: View, proc: Path) -> Iterator[View]:
         yield other
 
 
+#: Forked workers not yet reaped: a daemon stopping while one hangs in a namespace
+#: abandons the thread waiting for it, and kills them with ``stop_workers``.
+_workers: set[int] = set()
+
+
+def stop_workers() -> None:
+    """SIGKILL the workers still running (our own children, by pid)."""
+    for pid in list(_workers):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _run_worker(
     views: list[View], work: list[ViewJobs]
 ) -> tuple[dict[tuple[int, int], tuple[str, int]], bool]:
@@ -605,6 +617,7 @@ def _run_worker(
     if pid == 0:
         os.close(read_end)
         _worker(work, write_end)
+    _workers.add(pid)
     os.close(write_end)
     data = b""
     timed_out = False
@@ -629,6 +642,7 @@ def _run_worker(
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # our own child, by pid; gone already if it finished
         os.waitpid(pid, 0)
+        _workers.discard(pid)
     answers: dict[tuple[int, int], tuple[str, int]] = {}
     for line in data.decode().splitlines():
         if line.count(" ") != 3:

@@ -510,3 +510,60 @@ def test_a_node_switched_from_lxcfs_gets_its_containers_dead_binds_of_our_files_
         kill_started(fake)
         if is_mounted(mountpoint):
             subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
+def test_a_stop_while_a_worker_hangs_in_a_namespace_leaves_no_worker_behind(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A container binding files of a stopped (not dead) LXCFS hangs the re-attach
+    worker that checks them (it is killed after WORKER_TIMEOUT); a daemon stopped
+    meanwhile abandoned the thread waiting for it, and the forked worker lived on."""
+    hung_mount, dead_mount = tmp_path / "hung", tmp_path / "lxcfs"
+    fakes = []
+    for mountpoint in (hung_mount, dead_mount):
+        mountpoint.mkdir()
+        fakes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.fake_lxcfs", str(mountpoint)], cwd=REPO
+            )
+        )
+    hung, dead = fakes
+    holder: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not all("fuse.lxcfs" in mounts_at(m) for m in (hung_mount, dead_mount)):
+            assert time.monotonic() < deadline, "the fake LXCFSes did not mount"
+            time.sleep(0.02)
+        script = f"mount --bind {hung_mount}/proc/meminfo /proc/meminfo && exec sleep 60"
+        holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+        deadline = time.monotonic() + TIMEOUT
+        while "/proc/meminfo" not in {
+            e.mount_point
+            for e in parse_mountinfo(Path(f"/proc/{holder.pid}/mountinfo").read_text())
+        }:
+            assert time.monotonic() < deadline, "the holder did not bind"
+            time.sleep(0.02)
+        hung.send_signal(signal.SIGSTOP)  # its binds now hang whoever asks them
+        subprocess.run(["umount", "-l", str(hung_mount)], check=True)  # mounted nowhere here
+        kill_started(dead)  # leaves a dead LXCFS mount where the daemon starts: it adopts
+        daemon = start_daemon(mountpoint=dead_mount)
+        workers: set[int] = set()
+        deadline = time.monotonic() + TIMEOUT
+        while not workers:
+            assert time.monotonic() < deadline, "no re-attach worker was forked"
+            for task in Path(f"/proc/{daemon.process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    workers.update(int(p) for p in (task / "children").read_text().split())
+            time.sleep(0.01)
+        assert daemon.stop() == 0
+        time.sleep(0.2)
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    finally:
+        if holder is not None:
+            kill_started(holder)
+        hung.send_signal(signal.SIGCONT)
+        kill_started(hung)
+        kill_started(dead)
+        for mountpoint in (hung_mount, dead_mount):
+            if is_mounted(mountpoint):
+                subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
