@@ -34,6 +34,16 @@ def make_cgroup(root: Path, name: str, tids: list[int], threads_file: str = "tas
     return directory
 
 
+def two_runnable_threads(base: Path) -> tuple[Path, Path, LoadTracker]:
+    """A cgroup of two runnable threads and a tracker on trio's clock, counting in the
+    trio thread (deterministic under MockClock)."""
+    proc = base / "proc"
+    for tid in (10, 11):
+        add_thread(proc, tid, "R")
+    cgroup = make_cgroup(base / "cg", "ct", [10, 11])
+    return proc, cgroup, LoadTracker(proc, clock=trio.current_time, in_worker_thread=False)
+
+
 def test_constant_load_converges_like_the_kernel() -> None:
     state = CgroupLoad(0.0)
     for _ in range(12 * 5):  # five minutes of 5 s rounds with 2 runnable threads
@@ -135,11 +145,7 @@ def test_unread_cgroups_expire_and_vanished_ones_are_dropped(tmp_path: Path) -> 
 
 def test_sampler_task_folds_every_interval(tmp_path: Path) -> None:
     async def scenario(base: Path) -> tuple[float, float]:
-        proc = base / "proc"
-        for tid in (10, 11):
-            add_thread(proc, tid, "R")
-        cgroup = make_cgroup(base / "cg", "ct", [10, 11])
-        tracker = LoadTracker(proc, clock=trio.current_time, in_worker_thread=False)
+        proc, cgroup, tracker = two_runnable_threads(base)
         tracker.sample(cgroup)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(tracker.run)
@@ -184,11 +190,7 @@ def test_rounds_that_overrun_the_period_follow_the_time_that_passed(tmp_path: Pa
     missed periods are folded with the round's count and the next round waits."""
 
     async def scenario(base: Path) -> tuple[float, int]:
-        proc = base / "proc"
-        for tid in (10, 11):
-            add_thread(proc, tid, "R")
-        cgroup = make_cgroup(base / "cg", "ct", [10, 11])
-        tracker = LoadTracker(proc, clock=trio.current_time, in_worker_thread=False)
+        _, cgroup, tracker = two_runnable_threads(base)
         clock = trio.lowlevel.current_clock()
         assert isinstance(clock, trio.testing.MockClock)
         rounds = []
