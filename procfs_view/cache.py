@@ -68,15 +68,8 @@ class TtlCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The value stored under ``key`` less than ``ttl`` seconds ago, else None."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires, value, _ = entry
-        if self.clock() >= expires:
-            self._remove(key)
-            return None
-        self._entries.move_to_end(key)
-        return value
+        found = self.get_aged(key)
+        return None if found is None else found[0]
 
     def get_aged(self, key: K) -> tuple[V, float] | None:
         """``get``, and how many seconds ago the value was stored."""
