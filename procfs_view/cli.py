@@ -106,6 +106,7 @@ def remount(argv: Sequence[str]) -> int:
     """
     import logging
 
+    from procfs_view.daemon import takes_over_from_lxcfs
     from procfs_view.logsetup import setup_logging
     from procfs_view.mountinfo import FSNAME
     from procfs_view.remount import FAILED, FIXED, STACKED, lineage_path, reattach
@@ -135,7 +136,7 @@ def remount(argv: Sequence[str]) -> int:
     if not args.debug:  # stdout already says what was fixed
         logging.getLogger().setLevel(logging.WARNING)
     mountpoint = Path(os.path.realpath(args.mountpoint))
-    lxcfs = args.lxcfs or mountpoint == DEFAULT_MOUNTPOINT
+    lxcfs = args.lxcfs or takes_over_from_lxcfs(mountpoint, frozenset())
     try:
         outcomes = reattach(mountpoint, lineage_path(args.pidfile), lxcfs=lxcfs)
     except OSError as error:
