@@ -321,6 +321,14 @@ def _daemon_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
     )
+    parser.add_argument(
+        "--fd-store",
+        action="store_true",
+        help="under systemd, keep the FUSE connection in the unit's file descriptor store "
+        "(FileDescriptorStoreMax=1): after a crash or restart the next daemon serves the same "
+        "mount, and files kept open go on working; a stop still ends it (default: on when "
+        "systemd sets $FDSTORE)",
+    )
     parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
     parser.add_argument(
         "-f",
@@ -361,6 +369,7 @@ def run_daemon(argv: Sequence[str]) -> int:
         busy_poll=args.busy_poll,
         open_files=args.open_files,
         metrics_address=args.metrics_address,
+        fd_store=args.fd_store,
     )
     return daemon.run(config)
 

@@ -18,7 +18,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import cast
 import pyfuse3
 import trio
 
-from procfs_view import fuseloop, remount
+from procfs_view import fuseloop, remount, sdnotify
 from procfs_view.cache import DEFAULT_TTL
 from procfs_view.errors import ProcfsViewError
 from procfs_view.fileio import DEFAULT_OPEN_FILES
@@ -46,6 +45,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MOUNTPOINT = Path("/var/lib/lxcfs")
 DEFAULT_RUNTIME_DIR = Path("/run")
 PIDFILE_NAME = "procfs-view.pid"
+#: The secret of the file handles' caller digests (fs.token_digest), in the runtime
+#: directory (root's, a tmpfs: gone at reboot, as the connections it is for).
+HANDLE_KEY_NAME = "procfs-view.key"
 # A dead LXCFS mount at the same place is also ours to replace: we are its drop-in.
 RECOVERABLE_FSTYPES = frozenset({FSTYPE, LXCFS_FSTYPE})
 BASE_FUSE_OPTIONS = (
@@ -104,6 +106,9 @@ class DaemonConfig:
     open_files: int = DEFAULT_OPEN_FILES
     #: ``HOST:PORT`` to serve Prometheus metrics at; None (the default) serves none.
     metrics_address: str | None = None
+    #: Keep the FUSE connection in systemd's file descriptor store (sdnotify), so that the
+    #: mount and open files outlive this process; also on when systemd sets $FDSTORE.
+    fd_store: bool = False
 
     @property
     def pidfile_path(self) -> Path:
@@ -248,6 +253,36 @@ def takes_over_from_lxcfs(mountpoint: Path, detached: frozenset[str]) -> bool:
     where we just detached a dead LXCFS mount. Elsewhere (a second instance, a test) they
     are left alone."""
     return mountpoint == DEFAULT_MOUNTPOINT or LXCFS_FSTYPE in detached
+
+
+def handle_key(runtime_dir: Path) -> bytes:
+    """The key our file handles are made with, the same for every daemon of this boot (a
+    successor serving the kept connection checks its predecessor's handles with it);
+    made on first use, readable by root only. A random one when it cannot be kept (the
+    successor then answers its predecessor's open files with EIO)."""
+    path = runtime_dir / HANDLE_KEY_NAME
+    try:
+        key = path.read_bytes()
+        if len(key) >= 16:
+            return key
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot read %s: %s; open files will not outlive this daemon", path, exc)
+        return os.urandom(32)
+    key = os.urandom(32)
+    try:
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{HANDLE_KEY_NAME}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, key)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("cannot keep %s: %s; open files will not outlive this daemon", path, exc)
+    return key
 
 
 def fuse_options(config: DaemonConfig) -> set[str]:
@@ -404,7 +439,7 @@ class Daemon:
             task_status.started()
             async for signum in receiver:
                 if signum in STOP_SIGNALS:
-                    log.info("%s: unmounting", signal.Signals(signum).name)
+                    log.info("%s: stopping", signal.Signals(signum).name)
                     pyfuse3.terminate()
                     return
                 if signum in RELOAD_SIGNALS:
@@ -442,51 +477,73 @@ class Daemon:
             # Mounted, and requests are answered from the next line on: under systemd
             # (Type=notify) this is when the units ordered after us (containerd, docker,
             # lxc) may start their containers, whose binds need the files.
-            notify_systemd("READY=1")
+            sdnotify.notify("READY=1")
             with fuseloop.installed(self.config.busy_poll):
                 await pyfuse3.main(min_tasks=1, max_tasks=FUSE_WORKER_TASKS)
-            notify_systemd("STOPPING=1")
+            sdnotify.notify("STOPPING=1")
             # main() also returns when someone unmounts us; then stop listening too.
             nursery.cancel_scope.cancel()
 
 
-def notify_systemd(state: str) -> None:
-    """Tell systemd ``state`` (sd_notify(3)) when it started us with Type=notify: a
-    datagram to $NOTIFY_SOCKET ("@..." is an abstract socket). Without the variable, or
-    when the send fails, nothing happens: the daemon serves either way."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address.startswith(("/", "@")):
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(state.encode(), address)
-    except OSError as exc:
-        log.warning("cannot notify systemd (%s) at %s: %s", state, address, exc)
+def stored_connection(passed: dict[str, list[int]], mountpoint: Path) -> int | None:
+    """The FUSE connection systemd kept for us from a previous daemon, if it still serves
+    ``mountpoint``; every other descriptor it passed is closed.
+
+    Nothing here may touch the mountpoint itself: its requests wait for us now."""
+    found: int | None = None
+    for name, fds in passed.items():
+        for fd in fds:
+            if found is None and name == sdnotify.FUSE_FD_NAME:
+                if not sdnotify.is_live_fuse_connection(fd):
+                    log.info("the FUSE connection systemd kept for us has ended")
+                else:
+                    visible = mounts_at(mountpoint)
+                    if visible and visible[-1] == FSTYPE:
+                        found = fd
+                        continue
+                    # Unmounted by hand: binds in containers may still use it, but a new
+                    # container could bind nothing; mount afresh (re-attach then serves them).
+                    log.warning(
+                        "the FUSE connection systemd kept for us no longer serves %s;"
+                        " mounting afresh",
+                        mountpoint,
+                    )
+                    sdnotify.unstore()
+            os.close(fd)
+    return found
 
 
 def run(config: DaemonConfig) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or a startup failure (exit 1, reason logged)."""
+    # First: systemd's descriptors are 3 and up, and a number we open might reuse one.
+    passed = sdnotify.passed_fds()
     pidfile = PidFile(config.pidfile_path)
     try:
         mountpoint = absolute_mountpoint(config.mountpoint)
         pidfile.acquire()
     except StartupError as exc:
         log.error("%s", exc)
+        for fd in [fd for fds in passed.values() for fd in fds]:
+            os.close(fd)  # ours to drop; systemd keeps its own copies
         return 1
     try:
-        return _run_locked(config, mountpoint)
+        return _run_locked(config, mountpoint, passed)
     finally:
         pidfile.release()
 
 
-def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
-    try:
-        detached = prepare_mountpoint(mountpoint)
-    except StartupError as exc:
-        log.error("%s", exc)
-        return 1
+def _run_locked(config: DaemonConfig, mountpoint: Path, passed: dict[str, list[int]]) -> int:
+    connection = stored_connection(passed, mountpoint)
+    detached: frozenset[str] = frozenset()
+    if connection is None:
+        try:
+            detached = prepare_mountpoint(mountpoint)
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
+    # Kept when asked to, and always once systemd kept it for us: unmounting then would
+    # end what it keeps for our successor.
+    keep_connection = connection is not None or sdnotify.store_wanted(config.fd_store)
     loads = LoadTracker(config.roots.proc) if config.options.loadavg else None
     metrics = PrometheusMetrics() if config.metrics_address is not None else None
     raise_fd_limit(2 * config.open_files + 1024)
@@ -500,7 +557,7 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
     )
     if loads is not None:
         loads.frozen = frozen_check(service.layout)
-    fs = ViewFS(service)
+    fs = ViewFS(service, handle_key(config.runtime_dir))
     daemon = Daemon(config, fs, service, loads, metrics)
     daemon.adopt_lxcfs = takes_over_from_lxcfs(mountpoint, detached)
     # Outside the signal task's receiver a SIGTERM (or SIGUSR1, SIGHUP) at its default
@@ -524,17 +581,24 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
                 log.error("cannot serve metrics at %s: %s", config.metrics_address, exc)
                 return 1
         options = fuse_options(config)
+        target = str(mountpoint)
+        if connection is not None:
+            target = fuseloop.adopt(connection).mountpoint
         try:
-            pyfuse3.init(fs, str(mountpoint), options)
+            pyfuse3.init(fs, target, options)
         except (RuntimeError, OSError) as exc:
             log.error("cannot mount at %s (options %s): %s", mountpoint, ",".join(options), exc)
+            fuseloop.forget_adoption()
             return 1
+        if connection is None and keep_connection:
+            _store_connection()
         log.info(
-            "serving %d files at %s (pid %d, %s)",
+            "serving %d files at %s (pid %d, %s%s)",
             len(service.served_paths()),
             mountpoint,
             os.getpid(),
             _describe(config),
+            ", connection kept by systemd" if keep_connection else "",
         )
         status = 0
         try:
@@ -544,8 +608,15 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
             status = 1
         finally:
             remount.stop_workers()  # one hung in a container's namespace outlives its thread
-            pyfuse3.close(unmount=True)
-        log.info("unmounted %s", mountpoint)
+            fuseloop.forget_adoption()
+            pyfuse3.close(unmount=not keep_connection)
+        if keep_connection:
+            log.info(
+                "left the mount at %s to systemd: a restart serves it on, a stop ends it",
+                mountpoint,
+            )
+        else:
+            log.info("unmounted %s", mountpoint)
         return status
     finally:
         # Ignored for good from here: at exit Python puts its handled signals back to
@@ -553,6 +624,16 @@ def _run_locked(config: DaemonConfig, mountpoint: Path) -> int:
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _store_connection() -> None:
+    """Hand systemd our new connection (and have it drop one it kept from before)."""
+    fds = sdnotify.fuse_descriptors()
+    if len(fds) != 1:
+        log.warning("cannot tell libfuse's /dev/fuse descriptor among %s; not storing it", fds)
+        return
+    sdnotify.unstore()
+    sdnotify.store(fds[0])
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

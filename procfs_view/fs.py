@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import itertools
 import logging
 import os
 import stat
 import time
+import zlib
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
@@ -61,6 +63,21 @@ HARD_MAX_OPEN_FILES = 2 * MAX_OPEN_FILES
 #: What the open files of a file that is the same for everyone (no cgroup read to tell
 #: whose) count under, up to FEW_OPEN_FILES; past that their callers are asked for.
 _SAME_FOR_EVERYONE = object()
+
+#: A file handle says what was opened, by whom, for which cgroups, so that the next
+#: daemon can serve a file its predecessor opened (the connection kept by systemd, see
+#: sdnotify): inode << 48 | opener pid << 26 | caller digest. Inodes are below 2**16
+#: (Tree), pids below 2**22 (the kernel's PID_MAX_LIMIT). A second open of the same file
+#: by the same thread in the same cgroups gets a plain counter below 2**48 instead, which
+#: a successor cannot serve.
+HANDLE_INODE_SHIFT = 48
+HANDLE_PID_BITS = 22
+HANDLE_DIGEST_BITS = 26
+#: Inode numbers: 2 + crc32(path) modulo this (collisions probed), the same in every
+#: daemon serving the same paths, so the kernel's cached entries stay right for a successor.
+INODE_SPACE = (1 << 16) - 2
+#: Caller digests remembered (ViewFS._digest).
+_DIGESTS_KEPT = 8192
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -152,10 +169,12 @@ class Tree:
     def __init__(self) -> None:
         self.nodes: dict[InodeT, Node] = {}
         self._by_path: dict[str, InodeT] = {"": pyfuse3.ROOT_INODE}
-        self._next = itertools.count(pyfuse3.ROOT_INODE + 1)
 
     def build(self, served: Iterable[str]) -> None:
         """(Re)build the tree; a path that stays keeps its inode so kernel caches stay valid."""
+        served = list(served)
+        for path in sorted(_with_parents(served)):  # sorted: probing in the same order
+            self._inode_for(path)
         nodes: dict[InodeT, Node] = {}
         root = Node(pyfuse3.ROOT_INODE, "", is_dir=True, parent=pyfuse3.ROOT_INODE)
         nodes[root.inode] = root
@@ -181,7 +200,11 @@ class Tree:
     def _inode_for(self, path: str) -> InodeT:
         inode = self._by_path.get(path)
         if inode is None:
-            inode = InodeT(next(self._next))
+            taken = set(self._by_path.values())
+            number = zlib.crc32(path.encode()) % INODE_SPACE
+            while number + 2 in taken:
+                number = (number + 1) % INODE_SPACE
+            inode = InodeT(number + 2)
             self._by_path[path] = inode
         return inode
 
@@ -192,6 +215,43 @@ class Tree:
         return node
 
 
+def _with_parents(served: Iterable[str]) -> set[str]:
+    paths: set[str] = set()
+    for served_path in served:
+        parts = [p for p in served_path.split("/") if p]
+        paths.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    return paths
+
+
+def token_digest(caller: object, key: bytes) -> int:
+    """What a file handle keeps of an ``open_answer`` token (the caller's cgroups; None for
+    a file that is the same for everyone): a keyed hash of its repr in HANDLE_DIGEST_BITS
+    bits, the same in every daemon given the same ``key`` (``hash`` of a str is not), 0
+    only for None. Keyed, so that no tenant naming its own cgroups (a delegated subtree)
+    can make them collide with a neighbour's, as it could with a crc."""
+    if caller is None:
+        return 0
+    digest = hashlib.blake2b(repr(caller).encode(), digest_size=4, key=key).digest()
+    return int.from_bytes(digest, "little") & ((1 << HANDLE_DIGEST_BITS) - 1) or 1
+
+
+def handle_for(inode: int, pid: int, digest: int) -> int:
+    """The file handle of an open of ``inode`` by ``pid`` with a caller ``digest``
+    (HANDLE_INODE_SHIFT); 0 when ``pid`` does not fit."""
+    if not 0 < pid < 1 << HANDLE_PID_BITS:
+        return 0
+    return inode << HANDLE_INODE_SHIFT | pid << HANDLE_DIGEST_BITS | digest
+
+
+def parse_handle(fh: int) -> tuple[int, int, int] | None:
+    """(inode, pid, digest) of a handle made by ``handle_for``; None for a counter."""
+    inode = fh >> HANDLE_INODE_SHIFT
+    if inode == 0:
+        return None
+    pid = fh >> HANDLE_DIGEST_BITS & ((1 << HANDLE_PID_BITS) - 1)
+    return inode, pid, fh & ((1 << HANDLE_DIGEST_BITS) - 1)
+
+
 class ViewFS(pyfuse3.Operations):
     """Read-only FUSE filesystem serving ``service.open_answer(path, caller pid)``."""
 
@@ -199,8 +259,12 @@ class ViewFS(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, handle_key: bytes | None = None) -> None:
+        """``handle_key``: the secret of the handles' caller digests (token_digest), shared
+        with the daemons that serve this connection after us; random when not given."""
         super().__init__()
+        self._handle_key = handle_key if handle_key is not None else os.urandom(16)
+        self._digests: dict[object, int] = {}
         self.tree = Tree()
         self._service = service
         self.tree.build(service.served_paths())
@@ -330,7 +394,9 @@ class ViewFS(pyfuse3.Operations):
         ):
             self._refuse(ctx.pid, count)
         self._open_by_owner[owner] = held + 1
-        fh = FileHandleT(next(self._next_fh))
+        fh = FileHandleT(handle_for(inode, ctx.pid, self._digest(caller)))
+        if fh == 0 or fh in self._handles:
+            fh = FileHandleT(next(self._next_fh))
         self._handles[fh] = OpenFile(node.path, ctx.pid, caller, owner, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
@@ -346,11 +412,50 @@ class ViewFS(pyfuse3.Operations):
             )
         raise pyfuse3.FUSEError(errno.ENFILE)
 
+    def _digest(self, caller: object) -> int:
+        """token_digest, remembered per token (a keyed hash costs ~3 us, a tenth of a
+        cached open's time; the callers of a node are a few thousand cgroups at most)."""
+        digest = self._digests.get(caller)
+        if digest is None:
+            if len(self._digests) >= _DIGESTS_KEPT:
+                self._digests.clear()
+            digest = self._digests[caller] = token_digest(caller, self._handle_key)
+        return digest
+
+    def _adopt(self, fh: FileHandleT) -> OpenFile:
+        """A file the previous daemon opened on this connection (handle_for), rendered
+        afresh for its opener if that process is still in the same cgroups."""
+        parsed = parse_handle(fh)
+        node = self.tree.nodes.get(InodeT(parsed[0])) if parsed is not None else None
+        if parsed is None or node is None or node.is_dir:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        _, pid, digest = parsed
+        # Answered for whoever has that pid now, and kept only if it is in the cgroups the
+        # file was opened in (the opener, or a process of the same container that got its
+        # pid): never another container's numbers. A file that was the same for everyone
+        # is the opener's own view, whatever it is now.
+        content, caller = self._service.open_answer(node.path, pid)
+        if digest != 0 and self._digest(caller) != digest:
+            suppressed = _unexpected.allow("read:adopt")
+            if suppressed is not None:
+                log.warning(
+                    "%s, opened by pid %d before a restart: that process is gone or in other "
+                    "cgroups now; answering EIO (%d more since last said)",
+                    node.path,
+                    pid,
+                    suppressed,
+                )
+            raise pyfuse3.FUSEError(errno.EIO)
+        owner: Hashable = caller if caller is not None else _SAME_FOR_EVERYONE
+        self._open_by_owner[owner] = self._open_by_owner.get(owner, 0) + 1
+        handle = self._handles[fh] = OpenFile(node.path, pid, caller, owner, content)
+        return handle
+
     @errno_boundary
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
         handle = self._handles.get(fh)
         if handle is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
+            handle = self._adopt(fh)
         if off == 0 and handle.read_before:
             content = self._service.reread(handle.path, handle.pid, handle.caller)
             if content is not None:

@@ -39,8 +39,11 @@ open+read+close of a cached file 166 us with the zero-timeout poll alone, 57 us 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,11 +53,16 @@ import trio
 
 from procfs_view.options import DEFAULT_BUSY_POLL
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_BUSY_POLL",
     "FAST_PATH_LIMIT",
+    "Adoption",
     "FastLock",
+    "adopt",
     "burst_ended",
+    "forget_adoption",
     "installed",
     "wait_readable",
 ]
@@ -160,6 +168,8 @@ def burst_ended() -> None:
 async def wait_readable(fd: int) -> None:
     """``trio.lowlevel.wait_readable`` that skips the park when ``fd`` is readable now or
     becomes readable within the busy-poll window."""
+    if _adoption is not None:
+        _adoption.advance(fd)
     readiness = _readiness
     after_release, readiness.after_release = readiness.after_release, False
     if readiness.ready(fd):
@@ -172,6 +182,109 @@ async def wait_readable(fd: int) -> None:
         return
     readiness.streak = 0
     await trio.lowlevel.wait_readable(fd)
+
+
+#: FUSE_INIT (include/uapi/linux/fuse.h), and the capability flags a kernel offers
+#: in it (bits 0-25 but the obsolete FILE_OPS): libfuse derives its buffer size
+#: (FUSE_MAX_PAGES) and reply formats from them, and its reads must be as large as the
+#: kernel negotiated with our predecessor, or the kernel refuses them (EINVAL).
+_FUSE_INIT = 26
+_OFFERED_FLAGS = sum(1 << bit for bit in range(26) if bit != 2)
+_PROTOCOL = (7, 38)
+#: FUSE_NOTIFY_RESEND (Linux 6.9): the kernel queues again the requests a dead daemon
+#: had read but not answered, so their readers do not wait forever.
+_FUSE_NOTIFY_RESEND = 7
+#: Far above the kernel's request ids (a counter from 0): ours can never be one of them.
+_FAKE_UNIQUE = 1 << 62
+
+
+class Adoption:
+    """Serve a FUSE connection an earlier daemon mounted and initialised (its descriptor
+    kept by systemd's file descriptor store), so open files and binds in containers live
+    on.
+
+    libfuse answers every request before a FUSE_INIT with EIO, and the kernel sends INIT
+    once per connection. So libfuse gets the connection as ``/dev/fd/N`` where N is
+    first a socket carrying one INIT made here, with the flags a kernel offers; once
+    libfuse has answered it (the answer stays in the socket), the real descriptor is
+    ``dup2``-ed over N, the kernel is asked to resend what the dead daemon left
+    unanswered, and libfuse reads the kernel's requests from then on.
+    """
+
+    def __init__(self, connection: int) -> None:
+        self.connection = connection
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._libfuse_end = ours
+        self._our_end = theirs
+        self._number = ours.fileno()
+        #: Whether the connection has been swapped in (libfuse answered the INIT).
+        self.done = False
+        #: Whether the kernel took the resend request (None: not asked yet).
+        self.resent: bool | None = None
+        major, minor = _PROTOCOL
+        body = struct.pack("=IIII", major, minor, 131072, _OFFERED_FLAGS) + bytes(48)
+        header = struct.pack("=IIQQIIII", 40 + len(body), _FUSE_INIT, _FAKE_UNIQUE, 0, 0, 0, 0, 0)
+        theirs.send(header + body)
+
+    @property
+    def mountpoint(self) -> str:
+        """What to give ``pyfuse3.init`` for a mountpoint: libfuse then uses descriptor N
+        and mounts nothing."""
+        return f"/dev/fd/{self._number}"
+
+    def advance(self, fd: int) -> None:
+        """Called before every wait for a request: swaps the connection in once libfuse
+        has answered the INIT."""
+        if self.done or fd != self._number:
+            return
+        try:
+            self._our_end.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return  # the INIT is still to be read
+        os.dup2(self.connection, fd, inheritable=False)
+        self.close()
+        self.done = True
+        self.resent = resend_unanswered(fd)
+        _readiness.pollers.pop(fd, None)
+        log.info(
+            "serving the FUSE connection of the previous daemon%s",
+            "" if self.resent else " (this kernel cannot resend what it left unanswered)",
+        )
+
+    def close(self) -> None:
+        """Drop what is not libfuse's (at the swap, or when the adoption is abandoned)."""
+        self._our_end.close()
+        self._libfuse_end.detach()  # libfuse owns the number N now
+        if self.connection >= 0:
+            os.close(self.connection)
+            self.connection = -1
+
+
+def resend_unanswered(fd: int) -> bool:
+    """Ask the kernel to queue again the requests read but never answered on this
+    connection (a daemon killed mid-request). False on kernels before 6.9."""
+    try:
+        os.write(fd, struct.pack("=IiQ", 16, _FUSE_NOTIFY_RESEND, 0))
+    except OSError:
+        return False
+    return True
+
+
+_adoption: Adoption | None = None
+
+
+def adopt(connection: int) -> Adoption:
+    """Prepare to serve ``connection`` (see Adoption); pyfuse3.init must be given its
+    ``mountpoint`` next, and ``installed()`` run the loop."""
+    global _adoption
+    _adoption = Adoption(connection)
+    return _adoption
+
+
+def forget_adoption() -> None:
+    """Done with the adopted connection (the loop has ended)."""
+    global _adoption
+    _adoption = None
 
 
 class _Overlay:

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Sets up procfs-view on a Debian machine as root: the Debian packages it needs (libfuse3
 # to build pyfuse3, fuse3 for fusermount3, the procps/util-linux/busybox clients the tests
-# drive) and a virtualenv in .venv with procfs-view and its dev tools. Idempotent.
+# drive, strace to hold a reply back in one) and a virtualenv in .venv with procfs-view and its dev tools. Idempotent.
 #   scripts/setup.sh          set up only
 #   scripts/setup.sh --run    set up, then run the daemon at /var/lib/lxcfs (foreground)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv procps util-linux systemd
-          openssl busybox-static)
+          openssl busybox-static strace)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

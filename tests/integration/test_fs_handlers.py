@@ -135,9 +135,9 @@ def test_caller_is_fixed_at_open_and_one_pass_reads_one_snapshot() -> None:
     other = run(fs.open, inode, os.O_RDONLY, ctx(pid=7))
     assert run(fs.read, other.fh, 0, 4096) == b"proc/meminfo for 7 #2\n"
     run(fs.release, info.fh)
-    assert errno_of(fs.read, info.fh, 0, 10) == errno.EBADF
     run(fs.release, other.fh)
     assert fs.open_handles() == 0
+    assert errno_of(fs.read, 12345, 0, 10) == errno.EBADF  # no handle we could have made
 
 
 def test_a_read_from_the_start_again_renders_the_file_again_for_the_opener() -> None:
@@ -276,3 +276,58 @@ def test_set_service_keeps_inodes_and_open_handles() -> None:
     proc = lookup_path(fs, "proc").st_ino
     assert errno_of(fs.lookup, proc, b"stat", ctx()) == errno.ENOENT
     assert run(fs.read, info.fh, 0, 100) == b"proc/meminfo for 5 #1\n"
+
+
+def test_inode_numbers_depend_on_the_paths_only() -> None:
+    """A successor daemon serving the same connection (sdnotify) must agree with the
+    kernel's cached entries: the same path, the same inode, whatever the order."""
+    paths = FakeService().paths
+    one = ViewFS(FakeService(paths=paths))
+    other = ViewFS(FakeService(paths=tuple(reversed(paths))))
+    for path in ("proc", "proc/meminfo", "sys/devices/system/cpu/online"):
+        assert lookup_path(one, path).st_ino == lookup_path(other, path).st_ino
+    inodes = [node.inode for node in one.tree.nodes.values()]
+    assert len(set(inodes)) == len(inodes)
+    assert all(0 < inode < 1 << 16 for inode in inodes)
+
+
+def test_a_file_opened_by_a_previous_daemon_is_served_to_its_opener() -> None:
+    """After a restart on the same connection the kernel sends reads of handles the
+    previous daemon made: the opener gets its own file afresh (re-read from 0 as usual),
+    a process in other cgroups with that pid gets EIO."""
+    key = b"shared by the daemons"
+    before = ViewFS(FakeService(), key)
+    inode = lookup_path(before, "proc/meminfo").st_ino
+    info = run(before.open, inode, os.O_RDONLY, ctx(pid=42))
+    same_file = run(before.open, inode, os.O_RDONLY, ctx(pid=42))
+    assert same_file.fh != info.fh  # a second open by the thread: a handle of its own
+    stat_info = run(before.open, lookup_path(before, "proc/stat").st_ino, 0, ctx(pid=42))
+
+    assert errno_of(ViewFS(FakeService(), b"another key").read, info.fh, 0, 10) == errno.EIO
+    service = FakeService()
+    after = ViewFS(service, key)
+    assert run(after.read, info.fh, 0, 4096) == b"proc/meminfo for 42 #1\n"
+    assert run(after.read, info.fh, 0, 4096) == b"proc/meminfo for 42 #2\n"
+    assert run(after.read, stat_info.fh, 0, 4096) == b"proc/stat for 42 #3\n"
+    assert after.open_handles() == 2
+    run(after.release, info.fh)
+    run(after.release, stat_info.fh)
+    assert after.open_handles() == 0
+    assert errno_of(after.read, same_file.fh, 0, 10) == errno.EBADF  # a counter: unknown
+
+    moved = FakeService()
+    moved.open_answer = lambda path, pid: (b"someone else's", ("caller", pid + 1))  # type: ignore[method-assign]
+    assert errno_of(ViewFS(moved, key).read, info.fh, 0, 10) == errno.EIO
+
+
+def test_a_handle_says_what_was_opened_by_whom() -> None:
+    fh = fs_module.handle_for(0xFFFF, (1 << 22) - 1, (1 << 26) - 1)
+    assert fs_module.parse_handle(fh) == (0xFFFF, (1 << 22) - 1, (1 << 26) - 1)
+    assert fs_module.parse_handle(fs_module.handle_for(7, 1, 0)) == (7, 1, 0)
+    assert fs_module.handle_for(7, 1 << 22, 5) == 0  # no such pid: a counter instead
+    assert fs_module.parse_handle(12345) is None
+    digest = fs_module.token_digest
+    assert digest(None, b"k") == 0
+    assert digest("0::/a\n", b"k") == digest("0::/a\n", b"k") != 0
+    assert digest("0::/a\n", b"k") != digest("0::/b\n", b"k")
+    assert digest("0::/a\n", b"k") != digest("0::/a\n", b"other")

@@ -71,7 +71,7 @@ def test_sigint_sent_as_it_starts_serving_stops_it(start_daemon: StartDaemon) ->
     daemon.send(signal.SIGINT)
     daemon.send(signal.SIGCONT)
     assert daemon.process.wait(timeout=TIMEOUT) == 0, daemon.log()
-    assert "SIGINT: unmounting" in daemon.log()
+    assert "SIGINT: stopping" in daemon.log()
     assert not is_mounted(daemon.mountpoint)
 
 

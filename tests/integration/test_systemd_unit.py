@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,13 +81,15 @@ def unit() -> Unit:
 
 def test_follows_lxcfs_unit_conventions(unit: Unit) -> None:
     service, order = unit["Service"], unit["Unit"]
-    assert service["ExecStartPre"] == [f"/bin/mkdir -p {MOUNTPOINT}"]
-    assert service["ExecStart"] == [f"{INSTALLED_BINARY} {MOUNTPOINT}"]
+    # Nothing may stat the mountpoint before the daemon runs: a kept mount waits for it.
+    assert "ExecStartPre" not in service
+    assert service["ExecStart"] == [f"{INSTALLED_BINARY} --fd-store {MOUNTPOINT}"]
+    # The connection outlives the daemon (tests/integration/test_fd_store.py); nothing
+    # may detach the mount after the process ends, or a restart would find it gone.
+    assert service["FileDescriptorStoreMax"] == ["1"]
+    assert "ExecStopPost" not in service
     assert service["KillMode"] == ["process"]
     assert service["Restart"] == ["on-failure"]
-    (stop_post,) = service["ExecStopPost"]
-    assert stop_post.startswith("-")  # nothing to unmount after a clean stop
-    assert MOUNTPOINT in stop_post
     assert service["ExecReload"] == ["/bin/kill -USR1 $MAINPID"]
     assert service["Type"] == ["notify"]
     assert service["NotifyAccess"] == ["main"]
@@ -119,7 +122,8 @@ def run_lines(unit: Unit, key: str, replacements: dict[str, str]) -> None:
 
 
 class UnitRun:
-    """What systemd does with the unit: ExecStartPre, ExecStart, ExecReload, ExecStopPost."""
+    """What systemd does with the unit: ExecStartPre, ExecStart, ExecReload (the store of
+    descriptors: fake_systemd.FakeSystemd)."""
 
     def __init__(self, unit: Unit, directory: Path) -> None:
         self.unit = unit
@@ -133,21 +137,28 @@ class UnitRun:
 
     def start(self) -> Daemon:
         run_lines(self.unit, "ExecStartPre", self.replacements)
-        assert self.mountpoint.is_dir()  # ExecStartPre made it
         (line,) = self.unit["Service"]["ExecStart"]
         argv, _ = command(line, self.replacements)
+        served_before = self._served()
         process = spawn_daemon(argv, self.log_path)
         self.daemon = Daemon(self.mountpoint, Path(), self.log_path, process, argv)
         wait_mounted(self.daemon)
+        deadline = time.monotonic() + TIMEOUT
+        while self._served() == served_before:  # this start's line, not the last one's
+            assert process.poll() is None, self.daemon.log()
+            assert time.monotonic() < deadline, self.daemon.log()
+            time.sleep(0.02)
         return self.daemon
+
+    def _served(self) -> int:
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text(errors="replace").count("INFO procfs_view.daemon: serving")
 
     def reload(self) -> None:
         assert self.daemon is not None
         pid = str(self.daemon.process.pid)
         run_lines(self.unit, "ExecReload", {**self.replacements, "$MAINPID": pid})
-
-    def stop_post(self) -> None:
-        run_lines(self.unit, "ExecStopPost", self.replacements)
 
     def cleanup(self) -> None:
         if self.daemon is not None and self.daemon.process.poll() is None:
@@ -171,17 +182,15 @@ def test_start_reload_and_stop_as_systemd_runs_them(unit: Unit, tmp_path: Path) 
         # KillMode=process: systemd sends SIGTERM to the main process only.
         daemon.send(signal.SIGTERM)
         assert daemon.process.wait(timeout=TIMEOUT) == 0
-        run.stop_post()  # nothing left to unmount; its failure is ignored ("-")
-        assert not is_mounted(run.mountpoint)
+        assert not is_mounted(run.mountpoint)  # no store without systemd: unmounted
     finally:
         run.cleanup()
 
 
 @pytest.mark.fuse
-def test_exec_stop_post_detaches_the_dead_mount_of_a_killed_daemon(
-    unit: Unit, tmp_path: Path
-) -> None:
-    """Restart=on-failure after a crash: ExecStopPost clears the dead mount first."""
+def test_a_restart_after_a_crash_mounts_over_the_dead_mount(unit: Unit, tmp_path: Path) -> None:
+    """Restart=on-failure after a crash with no store to keep the connection (systemd
+    without FileDescriptorStoreMax=): the next start detaches the dead mount itself."""
     run = UnitRun(unit, tmp_path)
     try:
         daemon = run.start()
@@ -190,13 +199,11 @@ def test_exec_stop_post_detaches_the_dead_mount_of_a_killed_daemon(
         assert is_mounted(run.mountpoint)
         with pytest.raises(OSError, match="not connected"):
             os.statvfs(run.mountpoint)
-        run.stop_post()
-        assert not is_mounted(run.mountpoint)
         restarted = run.start()
         assert restarted.path("proc/meminfo").read_text().startswith("MemTotal:")
+        assert "detaching the dead" in restarted.log()
         restarted.send(signal.SIGTERM)
         assert restarted.process.wait(timeout=TIMEOUT) == 0
-        run.stop_post()
         assert not is_mounted(run.mountpoint)
     finally:
         run.cleanup()
@@ -217,6 +224,9 @@ def test_ready_is_notified_once_the_mount_answers(
         monkeypatch.setenv("NOTIFY_SOCKET", address)
         daemon = run.start()
         try:
+            # First the connection for the store (--fd-store), then READY=1.
+            assert listener.recv(4096) == b"FDSTOREREMOVE=1\nFDNAME=fuse"
+            assert listener.recv(4096) == b"FDSTORE=1\nFDNAME=fuse"  # its descriptor dropped
             assert listener.recv(4096) == b"READY=1"
             assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
             daemon.send(signal.SIGTERM)
@@ -224,21 +234,3 @@ def test_ready_is_notified_once_the_mount_answers(
             assert daemon.process.wait(timeout=TIMEOUT) == 0
         finally:
             run.cleanup()
-
-
-@pytest.mark.fuse
-def test_exec_stop_post_leaves_another_instances_live_mount_alone(
-    unit: Unit, tmp_path: Path
-) -> None:
-    """A start that fails because another instance serves there runs ExecStopPost too:
-    it must not detach that instance's mount (every container's binds would die)."""
-    run = UnitRun(unit, tmp_path)
-    try:
-        daemon = run.start()
-        run.stop_post()
-        assert is_mounted(run.mountpoint)
-        assert daemon.path("proc/meminfo").read_text().startswith("MemTotal:")
-        daemon.send(signal.SIGTERM)
-        assert daemon.process.wait(timeout=TIMEOUT) == 0
-    finally:
-        run.cleanup()
