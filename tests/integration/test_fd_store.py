@@ -19,7 +19,13 @@ import pytest
 
 from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.fake_systemd import FakeSystemd
-from tests.integration.helpers import TIMEOUT, is_mounted, meminfo_kb
+from tests.integration.helpers import (
+    TIMEOUT,
+    in_view_argv,
+    in_view_env,
+    is_mounted,
+    meminfo_kb,
+)
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
 
@@ -232,3 +238,41 @@ def test_without_the_store_a_stop_unmounts_as_before(tmp_path: Path) -> None:
         assert not is_mounted(supervisor.mountpoint)
     finally:
         supervisor.close()
+
+
+def test_top_and_free_refreshing_across_a_restart_and_a_crash_keep_going(
+    systemd: FakeSystemd, container: TestCgroup
+) -> None:
+    """What a user at a container's console sees: `top` and `free -s` keep /proc/stat and
+    /proc/meminfo open and re-read them every refresh; through a restart and a crash of
+    the daemon they print every frame, with the container's numbers."""
+    first = systemd.start()
+    env = in_view_env(systemd.mountpoint)
+    top = container.spawn(
+        in_view_argv(["top", "-b", "-d", "0.3", "-n", "16"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    free = container.spawn(
+        in_view_argv(["free", "-k", "-s", "0.3", "-c", "16"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    time.sleep(1.0)
+    assert systemd.terminate(first) == 0
+    second = systemd.start()
+    time.sleep(1.0)
+    systemd.crash(second)
+    systemd.start()
+    top_out, _ = top.communicate(timeout=TIMEOUT)
+    free_out, _ = free.communicate(timeout=TIMEOUT)
+    assert top.returncode == 0, top_out
+    assert free.returncode == 0, free_out
+    assert top_out.count("MiB Mem") == 16, top_out
+    assert top_out.count("%Cpu(s)") == 16, top_out
+    totals = [line.split()[1] for line in free_out.splitlines() if line.startswith("Mem:")]
+    assert totals == [str(300 * 1024)] * 16, free_out
