@@ -496,6 +496,12 @@ def stored_connection(passed: dict[str, list[int]], mountpoint: Path) -> int | N
             if found is None and name == sdnotify.FUSE_FD_NAME:
                 if not sdnotify.is_live_fuse_connection(fd):
                     log.info("the FUSE connection systemd kept for us has ended")
+                elif not fuseloop.can_adopt():
+                    log.warning(
+                        "this pyfuse3 cannot be handed a connection; ending the one systemd"
+                        " kept (mounting afresh, as after a stop)"
+                    )
+                    sdnotify.unstore()
                 else:
                     visible = mounts_at(mountpoint)
                     if visible and visible[-1] == FSTYPE:

@@ -62,6 +62,7 @@ __all__ = [
     "FastLock",
     "adopt",
     "burst_ended",
+    "can_adopt",
     "forget_adoption",
     "installed",
     "wait_readable",
@@ -281,9 +282,18 @@ def adopt(connection: int) -> Adoption:
     return _adoption
 
 
+def can_adopt() -> bool:
+    """Whether the swap can happen: it is done in ``wait_readable``, which pyfuse3 calls
+    only through the ``trio`` attribute ``installed()`` overlays."""
+    return getattr(pyfuse3, "trio", None) is trio
+
+
 def forget_adoption() -> None:
-    """Done with the adopted connection (the loop has ended)."""
+    """Done with the adopted connection: the loop has ended (or never began), so one not
+    swapped in yet is dropped."""
     global _adoption
+    if _adoption is not None and not _adoption.done:
+        _adoption.close()
     _adoption = None
 
 
