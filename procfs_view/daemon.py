@@ -460,6 +460,7 @@ class Daemon:
                 remount.reattach_for_daemon,
                 mountpoint,
                 self.config.pidfile_path,
+                self.service.served_paths(),
                 self.adopt_lxcfs,
                 abandon_on_cancel=True,
             )

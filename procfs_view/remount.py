@@ -71,7 +71,7 @@ import resource
 import select
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -849,6 +849,7 @@ def reattach(
     record: bool = False,
     proc: Path = Path("/proc"),
     lxcfs: bool = False,
+    served: frozenset[str] | None = None,
 ) -> list[Outcome]:
     """Replace every dead bind of our files, in every mount namespace, from ``mountpoint``.
 
@@ -858,6 +859,9 @@ def reattach(
     directory is, e.g. in a pod without a hostPath /run). With ``record`` our own device
     is added to the file first (the daemon does; ``procfs-view remount`` does not). With
     ``lxcfs`` (we serve where LXCFS did), dead LXCFS binds of the files we serve too.
+    ``served``: the files we serve as mountinfo roots, given by the serving daemon, which
+    then asks nothing of its own mount that it can avoid (no statfs, no listing): a
+    ``kill -9`` while one of its threads waits on its own answer leaves it unkillable.
 
     Returns one outcome per candidate bind (fixed, alive, changed, gone or failed), each
     also logged; nothing raises for one namespace's sake.
@@ -867,10 +871,11 @@ def reattach(
     fresh = fresh_device(own, str(mountpoint))
     if fresh is None:
         raise OSError(errno.ENOENT, f"no {FSTYPE} mount at {mountpoint}")
-    try:
-        os.statvfs(mountpoint)
-    except OSError as exc:
-        raise OSError(exc.errno, f"{mountpoint} is not served: {exc.strerror}") from exc
+    if served is None:
+        try:
+            os.statvfs(mountpoint)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{mountpoint} is not served: {exc.strerror}") from exc
     lineage = read_lineage(lineage_file) if lineage_file is not None else frozenset()
     if record and lineage_file is not None:
         try:
@@ -887,7 +892,11 @@ def reattach(
     scopes = [scope]
     if lxcfs:
         scopes.append(
-            dataclasses.replace(scope, lxcfs_roots=served_files(mountpoint), lxcfs_only=True)
+            dataclasses.replace(
+                scope,
+                lxcfs_roots=served if served is not None else served_files(mountpoint),
+                lxcfs_only=True,
+            )
         )
     if foreign:
         log.info(
@@ -962,7 +971,11 @@ def reattach(
     return outcomes
 
 
-def reattach_for_daemon(mountpoint: Path, pidfile: Path, lxcfs: bool = False) -> list[Outcome]:
-    """The daemon's call once its mount serves: record our device, then re-attach (with
-    ``lxcfs``, dead LXCFS binds of our files too: we serve where LXCFS did)."""
-    return reattach(mountpoint, lineage_path(pidfile), record=True, lxcfs=lxcfs)
+def reattach_for_daemon(
+    mountpoint: Path, pidfile: Path, served_paths: Sequence[str], lxcfs: bool = False
+) -> list[Outcome]:
+    """The daemon's call once its mount serves ``served_paths``: record our device, then
+    re-attach (with ``lxcfs``, dead LXCFS binds of our files too: we serve where LXCFS
+    did)."""
+    served = frozenset("/" + path.strip("/") for path in served_paths)
+    return reattach(mountpoint, lineage_path(pidfile), record=True, lxcfs=lxcfs, served=served)

@@ -110,6 +110,10 @@ def passed_fds(environ: MutableMapping[str, str] = os.environ) -> dict[str, list
     return passed
 
 
+def _is_fuse_device(info: os.stat_result) -> bool:
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == FUSE_DEVICE
+
+
 def is_live_fuse_connection(fd: int) -> bool:
     """Whether ``fd`` is a ``/dev/fuse`` descriptor whose connection is still up (an
     aborted or unmounted one polls as an error)."""
@@ -117,7 +121,7 @@ def is_live_fuse_connection(fd: int) -> bool:
         info = os.fstat(fd)
     except OSError:
         return False
-    if not stat.S_ISCHR(info.st_mode) or info.st_rdev != FUSE_DEVICE:
+    if not _is_fuse_device(info):
         return False
     poller = select.poll()
     poller.register(fd, select.POLLIN)
@@ -134,6 +138,6 @@ def fuse_descriptors(fd_dir: str = "/proc/self/fd") -> list[int]:
             info = os.fstat(fd)
         except (ValueError, OSError):
             continue
-        if stat.S_ISCHR(info.st_mode) and info.st_rdev == FUSE_DEVICE:
+        if _is_fuse_device(info):
             found.append(fd)
     return found

@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     StartDaemon,
     cgroups_unavailable,
     daemon_argv,
+    detach_all,
     fuse_unavailable,
     is_mounted,
     mounts_of_ours,
@@ -92,11 +93,7 @@ def daemons(directory: Path) -> Iterator[StartDaemon]:
                     daemon.process.wait(timeout=TIMEOUT)
         leftovers = {daemon.mountpoint for daemon in started if is_mounted(daemon.mountpoint)}
         for mountpoint in leftovers:
-            # Only our own temporary mountpoints; lazily, in case a reader still holds a file.
-            for _ in range(16):
-                if not is_mounted(mountpoint):
-                    break
-                subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+            detach_all(mountpoint)  # only our own temporary mountpoints
     assert not [m for m in leftovers if is_mounted(m)], "could not detach test mounts"
 
 

@@ -8,7 +8,6 @@ closed at a stop. This machine's init is not systemd, so the protocol is what is
 from __future__ import annotations
 
 import array
-import contextlib
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.helpers import REPO, TIMEOUT, Daemon, daemon_argv, is_mounted
+from tests.integration.helpers import REPO, TIMEOUT, Daemon, daemon_argv, detach_all
 
 #: Puts the descriptors given after the names at 3, 4, ... and execs the command after
 #: "--" (the same pid, as systemd's fork does) with sd_listen_fds(3)'s variables.
@@ -151,8 +150,4 @@ class FakeSystemd:
                 daemon.process.wait(timeout=TIMEOUT)
         self.release()
         self.socket.close()
-        for _ in range(16):
-            if not is_mounted(self.mountpoint):
-                break
-            with contextlib.suppress(OSError):
-                subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
+        detach_all(self.mountpoint)

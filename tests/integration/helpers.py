@@ -115,6 +115,15 @@ def spawn_daemon(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]
         )
 
 
+def detach_all(mountpoint: Path) -> None:
+    """Lazily detach every mount stacked at ``mountpoint`` (a test's own temporary one),
+    live or dead: a reader may still hold a file."""
+    for _ in range(16):
+        if not is_mounted(mountpoint):
+            return
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
 def wait_mounted(daemon: Daemon, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     # The log line, not the mount table: a dead mount left by a killed daemon looks mounted.

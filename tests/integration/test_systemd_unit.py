@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     REPO,
     TIMEOUT,
     Daemon,
+    detach_all,
     is_mounted,
     spawn_daemon,
     wait_mounted,
@@ -164,10 +165,7 @@ class UnitRun:
         if self.daemon is not None and self.daemon.process.poll() is None:
             self.daemon.process.kill()
             self.daemon.process.wait(timeout=TIMEOUT)
-        for _ in range(16):
-            if not is_mounted(self.mountpoint):
-                break
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
+        detach_all(self.mountpoint)
 
 
 @pytest.mark.fuse
