@@ -172,13 +172,12 @@ class Tree:
 
     def build(self, served: Iterable[str]) -> None:
         """(Re)build the tree; a path that stays keeps its inode so kernel caches stay valid."""
-        served = list(served)
-        for path in sorted(_with_parents(served)):  # sorted: probing in the same order
-            self._inode_for(path)
         nodes: dict[InodeT, Node] = {}
         root = Node(pyfuse3.ROOT_INODE, "", is_dir=True, parent=pyfuse3.ROOT_INODE)
         nodes[root.inode] = root
-        for served_path in served:
+        # Sorted: new paths get their inodes in the same order in every daemon serving the
+        # same paths, so collisions are probed alike (Tree._inode_for).
+        for served_path in sorted(served):
             parts = [p for p in served_path.split("/") if p]
             if not parts:
                 raise ValueError(f"empty served path {served_path!r}")
@@ -213,14 +212,6 @@ class Tree:
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
-
-
-def _with_parents(served: Iterable[str]) -> set[str]:
-    paths: set[str] = set()
-    for served_path in served:
-        parts = [p for p in served_path.split("/") if p]
-        paths.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-    return paths
 
 
 def token_digest(caller: object, key: bytes) -> int:

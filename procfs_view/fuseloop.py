@@ -169,8 +169,9 @@ def burst_ended() -> None:
 async def wait_readable(fd: int) -> None:
     """``trio.lowlevel.wait_readable`` that skips the park when ``fd`` is readable now or
     becomes readable within the busy-poll window."""
-    if _adoption is not None:
-        _adoption.advance(fd)
+    global _adoption
+    if _adoption is not None and _adoption.advance(fd):
+        _adoption = None  # swapped in: nothing more to do per request
     readiness = _readiness
     after_release, readiness.after_release = readiness.after_release, False
     if readiness.ready(fd):
@@ -220,8 +221,6 @@ class Adoption:
         self._number = ours.fileno()
         #: Whether the connection has been swapped in (libfuse answered the INIT).
         self.done = False
-        #: Whether the kernel took the resend request (None: not asked yet).
-        self.resent: bool | None = None
         major, minor = _PROTOCOL
         body = struct.pack("=IIII", major, minor, 131072, _OFFERED_FLAGS) + bytes(48)
         header = struct.pack("=IIQQIIII", 40 + len(body), _FUSE_INIT, _FAKE_UNIQUE, 0, 0, 0, 0, 0)
@@ -233,24 +232,27 @@ class Adoption:
         and mounts nothing."""
         return f"/dev/fd/{self._number}"
 
-    def advance(self, fd: int) -> None:
-        """Called before every wait for a request: swaps the connection in once libfuse
-        has answered the INIT."""
-        if self.done or fd != self._number:
-            return
+    def advance(self, fd: int) -> bool:
+        """Called before every wait for a request until it returns True: swaps the
+        connection in once libfuse has answered the INIT."""
+        if self.done:
+            return True
+        if fd != self._number:
+            return False
         try:
             self._our_end.recv(4096, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            return  # the INIT is still to be read
+            return False  # the INIT is still to be read
         os.dup2(self.connection, fd, inheritable=False)
         self.close()
         self.done = True
-        self.resent = resend_unanswered(fd)
+        resent = resend_unanswered(fd)
         _readiness.pollers.pop(fd, None)
         log.info(
             "serving the FUSE connection of the previous daemon%s",
-            "" if self.resent else " (this kernel cannot resend what it left unanswered)",
+            "" if resent else " (this kernel cannot resend what it left unanswered)",
         )
+        return True
 
     def close(self) -> None:
         """Drop what is not libfuse's (at the swap, or when the adoption is abandoned)."""

@@ -21,6 +21,7 @@ from tests.cgroups import TestCgroup, test_cgroup
 from tests.integration.fake_systemd import FakeSystemd
 from tests.integration.helpers import (
     TIMEOUT,
+    Daemon,
     in_view_argv,
     in_view_env,
     is_mounted,
@@ -30,6 +31,8 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
 
 MIB = 1024 * 1024
+#: The container's memory limit, as meminfo and free -k show it.
+LIMIT_KB = 300 * 1024
 
 # A container's monitor: keeps /proc/meminfo open and reads it from 0 on "read" (as
 # `free -s` does), moves itself to another cgroup on "move PROCS...".
@@ -81,7 +84,7 @@ class Monitor:
 
 @pytest.fixture
 def container() -> Iterator[TestCgroup]:
-    with test_cgroup(memory_limit=300 * MIB) as cgroup:
+    with test_cgroup(memory_limit=LIMIT_KB * 1024) as cgroup:
         yield cgroup
 
 
@@ -94,6 +97,14 @@ def systemd(tmp_path: Path, container: TestCgroup) -> Iterator[FakeSystemd]:
         yield supervisor
     finally:
         supervisor.close()
+
+
+def start_watched(systemd: FakeSystemd, container: TestCgroup) -> tuple[Daemon, Monitor]:
+    """The daemon, and a monitor in the container that keeps its meminfo open (read once)."""
+    daemon = systemd.start()
+    monitor = Monitor(container, daemon.path("proc/meminfo"))
+    assert monitor.mem_total_kb() == LIMIT_KB
+    return daemon, monitor
 
 
 def mount_id(mountpoint: Path) -> str:
@@ -109,10 +120,8 @@ def mount_id(mountpoint: Path) -> str:
 def test_a_crashed_daemons_mount_and_open_files_are_served_by_the_next(
     systemd: FakeSystemd, container: TestCgroup
 ) -> None:
-    first = systemd.start()
+    first, monitor = start_watched(systemd, container)
     assert [name for name, _ in systemd.stored] == ["fuse"]
-    monitor = Monitor(container, first.path("proc/meminfo"))
-    assert monitor.mem_total_kb() == 300 * 1024
     mount = mount_id(systemd.mountpoint)
 
     systemd.crash(first)
@@ -122,33 +131,31 @@ def test_a_crashed_daemons_mount_and_open_files_are_served_by_the_next(
 
     second = systemd.start()  # Restart=on-failure, with the stored connection
     thread.join(TIMEOUT)
-    assert meminfo_kb(answers[0], "MemTotal") == 300 * 1024
-    assert monitor.mem_total_kb() == 300 * 1024
+    assert meminfo_kb(answers[0], "MemTotal") == LIMIT_KB
+    assert monitor.mem_total_kb() == LIMIT_KB
     assert mount_id(systemd.mountpoint) == mount
     out = container.run(["head", "-1", str(second.path("proc/meminfo"))])
-    assert meminfo_kb(out, "MemTotal") == 300 * 1024
+    assert meminfo_kb(out, "MemTotal") == LIMIT_KB
     assert "serving the FUSE connection of the previous daemon" in second.log()
 
 
 def test_a_restart_leaves_the_mount_to_the_next_daemon(
     systemd: FakeSystemd, container: TestCgroup
 ) -> None:
-    first = systemd.start()
-    monitor = Monitor(container, first.path("proc/meminfo"))
-    assert monitor.mem_total_kb() == 300 * 1024
+    first, monitor = start_watched(systemd, container)
 
     assert systemd.terminate(first) == 0
     assert "left the mount" in first.log()
     thread, answers = monitor.read_later()
     second = systemd.start()
     thread.join(TIMEOUT)
-    assert meminfo_kb(answers[0], "MemTotal") == 300 * 1024
-    assert monitor.mem_total_kb() == 300 * 1024
+    assert meminfo_kb(answers[0], "MemTotal") == LIMIT_KB
+    assert monitor.mem_total_kb() == LIMIT_KB
 
     # And the one after it: the connection passes on from daemon to daemon.
     assert systemd.terminate(second) == 0
     systemd.start()
-    assert monitor.mem_total_kb() == 300 * 1024
+    assert monitor.mem_total_kb() == LIMIT_KB
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace missing (scripts/setup.sh)")
@@ -158,9 +165,7 @@ def test_a_request_the_crashed_daemon_read_but_never_answered_is_answered_by_the
     """The daemon is killed between reading a request and replying (strace holds its
     reply back): the next one asks the kernel to resend it (FUSE_NOTIFY_RESEND, Linux
     6.9), or that reader would wait for good."""
-    first = systemd.start()
-    monitor = Monitor(container, first.path("proc/meminfo"))
-    assert monitor.mem_total_kb() == 300 * 1024
+    first, monitor = start_watched(systemd, container)
     # A reply held back 3 s: SIGKILL takes the daemon when the delay ends, before the write.
     held_back = ["-e", "trace=writev", "-e", "inject=writev:delay_enter=3000000"]
     tracer = subprocess.Popen(
@@ -187,7 +192,7 @@ def test_a_request_the_crashed_daemon_read_but_never_answered_is_answered_by_the
     if "cannot resend" in second.log():
         monitor.process.kill()  # its read waits for good: the kernel's limit, not ours
         pytest.skip("this kernel has no FUSE_NOTIFY_RESEND (Linux < 6.9)")
-    assert meminfo_kb(answers[0], "MemTotal") == 300 * 1024
+    assert meminfo_kb(answers[0], "MemTotal") == LIMIT_KB
 
 
 def test_a_file_opened_before_the_restart_by_a_process_now_elsewhere_is_refused(
@@ -195,9 +200,7 @@ def test_a_file_opened_before_the_restart_by_a_process_now_elsewhere_is_refused(
 ) -> None:
     """The file handle remembers the opener's cgroups: moved to another container's while
     no daemon ran, it gets EIO, neither the old container's numbers nor the new one's."""
-    first = systemd.start()
-    monitor = Monitor(container, first.path("proc/meminfo"))
-    assert monitor.mem_total_kb() == 300 * 1024
+    first, monitor = start_watched(systemd, container)
     systemd.crash(first)
     with test_cgroup(memory_limit=200 * MIB) as other:
         procs = " ".join(str(path / "cgroup.procs") for path in other.directories.values())
@@ -211,9 +214,7 @@ def test_a_file_opened_before_the_restart_by_a_process_now_elsewhere_is_refused(
 def test_a_stop_ends_the_connection_and_the_next_start_mounts_afresh(
     systemd: FakeSystemd, container: TestCgroup
 ) -> None:
-    first = systemd.start()
-    monitor = Monitor(container, first.path("proc/meminfo"))
-    assert monitor.mem_total_kb() == 300 * 1024
+    first, monitor = start_watched(systemd, container)
     assert systemd.stop(first) == 0
     assert monitor.ask("read") in (f"errno {errno.ENOTCONN}", f"errno {errno.ECONNABORTED}")
     with pytest.raises(OSError, match="not connected"):
@@ -222,7 +223,7 @@ def test_a_stop_ends_the_connection_and_the_next_start_mounts_afresh(
     second = systemd.start()
     assert "detaching the dead" in second.log()
     out = container.run(["head", "-1", str(second.path("proc/meminfo"))])
-    assert meminfo_kb(out, "MemTotal") == 300 * 1024
+    assert meminfo_kb(out, "MemTotal") == LIMIT_KB
     assert [name for name, _ in systemd.stored] == ["fuse"]
 
 
@@ -275,4 +276,4 @@ def test_top_and_free_refreshing_across_a_restart_and_a_crash_keep_going(
     assert top_out.count("MiB Mem") == 16, top_out
     assert top_out.count("%Cpu(s)") == 16, top_out
     totals = [line.split()[1] for line in free_out.splitlines() if line.startswith("Mem:")]
-    assert totals == [str(300 * 1024)] * 16, free_out
+    assert totals == [str(LIMIT_KB)] * 16, free_out
